@@ -1,0 +1,39 @@
+# reslab — the README's commands. Each target does its own set-up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: install test test-slow demo data-fashion-mnist docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+# Fashion-MNIST from Debian's package when it is missing and apt can install it; otherwise
+# reslab downloads it (with the official checksums) on first use.
+data-fashion-mnist:
+	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null 2>&1 \
+		|| echo "note: apt could not install dataset-fashion-mnist; reslab will download it"; \
+	fi
+
+demo: $(STAMP) data-fashion-mnist
+	$(BIN)/reslab summary resnet20
+
+docs: $(STAMP)
+	$(BIN)/reslab summary --markdown-catalog > docs/MODELS.md.tmp && mv docs/MODELS.md.tmp docs/MODELS.md
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,38 @@
+"""Errors a user can cause.
+
+Every mistake a user can make (an unknown model name, a damaged data file, a wrong config type)
+raises :class:`ReslabError`. It subclasses :class:`ValueError`, so the Python API raises a
+``ValueError`` with a clear message, and the command line turns it into one line
+``reslab: error: <message>`` with exit status 2 (see :mod:`reslab.cli`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+
+class ReslabError(ValueError):
+    """A problem caused by the user's input, reported without a traceback."""
+
+
+def choices_hint(choices: Iterable[str], limit: int = 40) -> str:
+    """Format valid choices for an error message.
+
+    Args:
+        choices: The valid values.
+        limit: Show at most this many, then "...".
+
+    Returns:
+        A string such as ``"choose from: a, b, c"``.
+    """
+    items = sorted(set(choices), key=natural_key)
+    shown = ", ".join(items[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in all)"
+    return f"choose from: {shown}"
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key putting ``resnet20`` before ``resnet110`` (numbers compared as numbers)."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text))

@@ -1,0 +1,99 @@
+"""Registry-wide tests, as torchvision's and timm's model tests: every model builds, runs forward
+and backward, and has the right output shape."""
+
+import pytest
+import torch
+
+import reslab
+from reslab.errors import ReslabError
+
+SLOW = {"resnet1202", "resnet152", "plain152", "vgg19"}
+# ImageNet-family nets are fully convolutional: a 64x64 input checks them at a fraction of the
+# cost of 224x224 (the stage-size tests use 224).
+SMALL_INPUT = {"imagenet": (64, 64)}
+
+
+def _params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in reslab.list_models()],
+)
+def test_every_model_forward_backward(name):
+    torch.manual_seed(0)
+    info = reslab.model_info(name)
+    model = reslab.create_model(name, num_classes=7)
+    h, w = SMALL_INPUT.get(info.family, info.input_size)
+    x = torch.randn(2, info.in_channels, h, w)
+    out = model(x)
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    assert model.default_input_size == info.input_size
+    assert model.paper_ref == info.source
+
+
+@pytest.mark.parametrize("name", [n for n in reslab.list_models() if n not in SLOW])
+def test_every_model_heads_and_reset(name):
+    info = reslab.model_info(name)
+    model = reslab.create_model(name, num_classes=5, in_channels=1).eval()
+    h, w = SMALL_INPUT.get(info.family, info.input_size)
+    x = torch.randn(1, 1, h, w)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert torch.equal(model.forward_head(feats), model(x))
+        model.reset_classifier(3)
+        assert model(x).shape == (1, 3)
+
+
+def test_list_models_patterns():
+    names = reslab.list_models()
+    for n in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+              "plain18", "plain34", "plain50", "plain101", "plain152",
+              "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
+              "plain20", "plain32", "plain44", "plain56", "plain110"):
+        assert n in names
+    assert reslab.list_models("plain*") == [n for n in names if n.startswith("plain")]
+    assert set(reslab.list_models(family="cifar")) >= {"resnet20", "plain56", "cifar_resnet"}
+    assert "resnet20" not in reslab.list_models(family="imagenet")
+
+
+def test_any_cifar_depth_by_name():
+    model = reslab.create_model("resnet8")
+    assert [len(getattr(model, f"layer{i}")) for i in (1, 2, 3)] == [1, 1, 1]
+    model = reslab.create_model("plain14")
+    assert model.layer1[0].downsample is None
+    model = reslab.create_model("cifar_resnet", depth=50)  # resnet50 is the ImageNet net
+    assert model.num_features == 64 and len(model.layer1) == 8
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: reslab.create_model("resnet21x"), "unknown model 'resnet21x'"),
+        (lambda: reslab.create_model("resnet21"), "6n+2"),
+        (lambda: reslab.create_model("cifar_resnet", depth=22), "6n+2"),
+        (lambda: reslab.create_model("resnet20", shortcut="D"), "shortcut option 'D'; choose from: A, B, C"),
+        (lambda: reslab.create_model("resnet50", variant="v2"), "variant 'v2'"),
+        (lambda: reslab.create_model("resnet20", num_classes=0), "num_classes must be a positive integer"),
+        (lambda: reslab.create_model("resnet20", in_channels=-1), "in_channels"),
+        (lambda: reslab.create_model("resnet20", depth=32), "fixes depth"),
+        (lambda: reslab.create_model("plain34", shortcut="A"), "no option 'shortcut'"),
+        (lambda: reslab.create_model("resnet20", widht=3), "no option 'widht'"),
+    ],
+)
+def test_bad_options_raise_value_error(call, message):
+    with pytest.raises(ValueError) as excinfo:
+        call()
+    assert isinstance(excinfo.value, ReslabError)
+    assert message in str(excinfo.value)
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ReslabError, match="did you mean .*resnet20"):
+        reslab.create_model("resnet2O")
