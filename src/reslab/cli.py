@@ -20,6 +20,11 @@ from reslab.errors import ReslabError
 COMMAND_MODULES = (
     "reslab.commands.summary",
     "reslab.commands.models",
+    "reslab.commands.train",
+    "reslab.commands.data",
+    "reslab.commands.eval",
+    "reslab.commands.predict",
+    "reslab.commands.export",
 )
 
 EXIT_USAGE = 2

@@ -1,0 +1,85 @@
+"""``reslab train``: train a model with the paper's recipe (every config key is a flag)."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+
+from reslab.errors import ReslabError
+from reslab.train.config import FIELDS, TrainConfig, resolve
+
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field (``--batch-size``, ``--amp/--no-amp``, ...).
+
+    Flags default to None (not given); values are checked by :func:`reslab.train.config.coerce`.
+    """
+    group = parser.add_argument_group("recipe (defaults: the preset, see docs/TRAINING.md)")
+    for name, field in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = field.metadata.get("help", "")
+        if _HINTS[name] is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+        elif typing.get_origin(_HINTS[name]) is list:
+            group.add_argument(flag, dest=name, nargs="+", default=None, metavar="N",
+                               help=help_text)
+        else:
+            group.add_argument(flag, dest=name, default=None, metavar=name.upper(),
+                               help=help_text)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
+    """The config keys given on the command line (flags and ``--set KEY=VALUE``)."""
+    overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ReslabError(f"--set needs KEY=VALUE, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = value
+    return overrides
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``reslab train``."""
+    parser = subparsers.add_parser(
+        "train", help="train a model with the paper's recipe",
+        description="Train with the paper's recipe (Sec. 4.2 for CIFAR, Sec. 3.4 for ImageNet). "
+        "Precedence: preset < --config TOML < flags.",
+    )
+    parser.add_argument("--config", metavar="TOML", help="TOML file of config keys")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="stop with a checkpoint after N iterations (resume later)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="set any config key (repeatable)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when on a terminal)")
+    add_config_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``reslab train``."""
+    from reslab.train.engine import train
+
+    overrides = config_overrides(args)
+    if args.stop_after is not None and args.stop_after <= 0:
+        raise ReslabError(f"--stop-after must be positive, got {args.stop_after}")
+    if args.resume:
+        result = train(resume=args.resume, stop_after=args.stop_after, progress=args.progress,
+                       **overrides)
+    else:
+        config = resolve(overrides, config_file=args.config)
+        result = train(config, stop_after=args.stop_after, progress=args.progress)
+    status = "finished" if result.finished else "stopped (resume with --resume)"
+    print(f"run {status} at iteration {result.iteration}: {result.run_dir}")
+    for label, value in (("best val error", result.best_val_error),
+                         ("test error", result.test_error)):
+        if value is not None:
+            print(f"  {label}: {100 * value:.2f}%")
+    print(f"  curves: {result.run_dir / 'curves.png'}   weights: "
+          f"{result.run_dir / 'last.safetensors'}   metrics: {result.run_dir / 'metrics.csv'}")
+    return 0

@@ -1,0 +1,164 @@
+"""Checkpoints: model weights as safetensors that torchvision users can read, the trainer state
+for an exact resume, and loading of foreign checkpoints for fine-tuning.
+
+- ``last.safetensors`` / ``best.safetensors``: the model's ``state_dict`` (torchvision's key names)
+  with a JSON ``reslab`` metadata entry: model name and options, class names, input size and the
+  preprocessing (the per-pixel mean of Sec. 4.2). ``torchvision.models.resnet50()`` loads the
+  weights of ``resnet50 --variant v1.5`` with ``load_state_dict(safetensors.torch.load_file(p))``.
+- ``trainer_state.pt``: model, optimizer, schedule, data position and RNG states in one file,
+  readable with ``torch.load(weights_only=True)``; one file, so a resume is always consistent.
+
+Every file is written to a temporary name and renamed (:mod:`reslab.io`): a run killed at any
+moment leaves the previous complete checkpoint readable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from reslab.errors import ReslabError
+from reslab.io import atomic_save_bytes
+
+FORMAT = "reslab-1"
+
+
+def save_weights(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write the model's weights and ``meta`` as a safetensors file, atomically.
+
+    Args:
+        path: Destination ``.safetensors`` file.
+        model: The model (any device; DDP/compile wrappers must be unwrapped by the caller).
+        meta: JSON-serialisable description (model name, options, classes, preprocessing).
+    """
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "reslab": json.dumps(meta)}
+    atomic_save_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a weights file: our safetensors, or a torchvision-style ``.pth``/``.pt`` state dict.
+
+    Args:
+        path: The file.
+
+    Returns:
+        ``(state_dict, meta)``; ``meta`` is empty for foreign checkpoints. A ``module.`` prefix
+        (from DataParallel/DDP) is removed, and a ``{"state_dict": ...}`` or ``{"model": ...}``
+        wrapper is unwrapped.
+
+    Raises:
+        ReslabError: Missing, truncated or corrupt file, or one that is not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReslabError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    if path.suffix == ".safetensors":
+        try:
+            state = load_safetensors_bytes(data)
+            header = _safetensors_metadata(data)
+        except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
+            raise ReslabError(f"checkpoint {path} is truncated or corrupt ({exc})") from None
+        meta = json.loads(header.get("reslab", "{}"))
+    else:
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as exc:
+            raise ReslabError(
+                f"checkpoint {path} is truncated, corrupt or not a weights-only state dict "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        meta = {}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ReslabError(f"checkpoint {path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}, meta
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_size])
+    return header.get("__metadata__", {})
+
+
+def load_weights_into(
+    model: nn.Module, state: dict[str, torch.Tensor], *, source: str, allow_new_head: bool = False
+) -> tuple[list[str], list[str]]:
+    """Load ``state`` into ``model``, explaining any mismatch.
+
+    Args:
+        model: The target model.
+        state: A state dict (e.g. from :func:`read_weights`).
+        source: Where ``state`` came from, for messages.
+        allow_new_head: Fine-tuning: skip the ``fc`` weights when their shape differs (another
+            class count) and keep the model's fresh head; report missing/unexpected keys
+            instead of failing.
+
+    Returns:
+        ``(missing_keys, unexpected_keys)``.
+
+    Raises:
+        ReslabError: Shapes differ, or (without ``allow_new_head``) keys differ; the message
+            names the first mismatched keys and shapes.
+    """
+    own = model.state_dict()
+    mismatched = [k for k in state if k in own and own[k].shape != state[k].shape]
+    head = [k for k in mismatched if k.split(".")[0] in ("fc", "classifier", "head")]
+    if allow_new_head:
+        state = {k: v for k, v in state.items() if k not in head}
+        mismatched = [k for k in mismatched if k not in head]
+    if mismatched:
+        details = "; ".join(
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in mismatched[:4]
+        )
+        raise ReslabError(f"{source} does not fit this architecture: {details}")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if (missing or unexpected) and not allow_new_head:
+        raise ReslabError(
+            f"{source} does not fit this architecture: missing keys {missing[:4]}, "
+            f"unexpected keys {unexpected[:4]}"
+        )
+    model.load_state_dict(state, strict=False)
+    return missing, unexpected
+
+
+def save_trainer_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write the trainer state (tensors, numbers, strings, lists, dicts) atomically.
+
+    Args:
+        path: Destination, ``trainer_state.pt``.
+        state: Model and optimizer state dicts, schedule, loader position, RNG states, counters.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_save_bytes(path, buffer.getvalue())
+
+
+def load_trainer_state(path: str | Path) -> dict[str, Any]:
+    """Read :func:`save_trainer_state`'s file with ``weights_only=True``.
+
+    Raises:
+        ReslabError: Missing, truncated or corrupt file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReslabError(f"{path.parent} is not a resumable run: {path.name} is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as exc:
+        raise ReslabError(f"trainer state {path} is truncated or corrupt ({exc})") from None

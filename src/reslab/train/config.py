@@ -1,0 +1,261 @@
+"""Training configuration: one dataclass whose defaults are the paper's CIFAR recipe (Sec. 4.2),
+named presets for the other recipes, and strict loading from TOML files and command-line flags.
+
+Precedence, lowest first: the dataclass defaults, the preset, the ``--config`` TOML file, flags.
+Unknown keys and values of the wrong type are errors (:class:`reslab.errors.ReslabError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reslab.errors import ReslabError, choices_hint
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _opt(default: Any, help: str) -> Any:  # noqa: A002 - argparse's word
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Defaults: the CIFAR-10 recipe of Sec. 4.2."""
+
+    # What to train, on what.
+    model: str = _opt("resnet20", "registered model name (see `reslab models`)")
+    data: str = _opt("cifar10", "data set name (see `reslab data`)")
+    data_dir: str | None = _opt(None, "folder holding the data set (default: $RESLAB_DATA_DIR or ./data)")
+    preset: str | None = _opt(None, "named recipe; default chosen by the data set")
+    out: str | None = _opt(None, "run folder (default runs/<model>-<data>-<time>)")
+    train_split: str = _opt("train45k", "split to train on (Sec. 4.2: 45k/5k train/val)")
+    val_split: str | None = _opt("val5k", "split for model selection (best.safetensors); none to skip")
+    test_split: str | None = _opt("test", "split reported as test error; none to skip")
+    # The model's options (None: the model's own default).
+    shortcut: str | None = _opt(None, "shortcut option A, B or C (Sec. 4.1)")
+    variant: str | None = _opt(None, "bottleneck variant v1 (paper) or v1.5 (torchvision)")
+    zero_init_residual: bool = _opt(False, "zero the last BN of every residual branch")
+    # Optimisation (Sec. 3.4, 4.2).
+    batch_size: int = _opt(128, "global mini-batch size")
+    lr: float = _opt(0.1, "initial learning rate")
+    momentum: float = _opt(0.9, "SGD momentum")
+    weight_decay: float = _opt(1e-4, "weight decay")
+    nesterov: bool = _opt(False, "Nesterov momentum (not in the paper)")
+    iters: int = _opt(64000, "training iterations (Sec. 4.2: 64k)")
+    epochs: float | None = _opt(None, "train this many epochs instead of --iters")
+    schedule: str = _opt("step", "learning-rate schedule: step, plateau, cosine")
+    milestones: list[float] = _opt(
+        [32000, 48000], "where the lr is divided (step): iterations, or epochs with --epochs"
+    )
+    lr_decay: float = _opt(0.1, "factor applied at each milestone / plateau")
+    plateau_patience: int = _opt(3, "evaluations without improvement before dividing (plateau)")
+    warmup_lr: float | None = _opt(None, "start at this lr until training error < warmup_error (ResNet-110)")
+    warmup_error: float = _opt(0.8, "training error below which the warm-up ends")
+    label_smoothing: float = _opt(0.0, "label smoothing (not in the paper)")
+    # Data pipeline (Sec. 4.2).
+    augment: bool = _opt(True, "pad-and-crop and flip augmentation")
+    pad: int = _opt(4, "pixels of zero padding before the random crop")
+    flip: bool = _opt(True, "random horizontal flips")
+    # Evaluation, logging, checkpoints.
+    eval_every: int = _opt(1000, "evaluate and checkpoint every N iterations")
+    log_every: int = _opt(100, "log training loss/error every N iterations")
+    precise_bn: int = _opt(0, "re-estimate BN statistics on N training batches before evaluating")
+    # System.
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    amp: bool = _opt(False, "bf16 autocast where supported")
+    channels_last: bool = _opt(False, "channels-last memory format")
+    compile: bool = _opt(False, "torch.compile the model")
+    seed: int = _opt(0, "random seed")
+    deterministic: bool = _opt(False, "deterministic algorithms (bit-exact resume on CPU)")
+    workers: int = _opt(4, "DataLoader workers for image-folder data sets")
+    init: str | None = _opt(None, "initialise from a checkpoint (fine-tuning)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain data (for JSON/TOML)."""
+        return dataclasses.asdict(self)
+
+
+# Named recipes: field overrides on top of the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sec. 4.2: batch 128, lr 0.1 /10 at 32k and 48k, stop at 64k, 45k/5k split.
+    "cifar-paper": {},
+    # Sec. 3.4: batch 256, lr 0.1 /10 when the validation error plateaus, up to 60e4 iterations.
+    "imagenet-paper": {
+        "batch_size": 256, "iters": 600_000, "schedule": "plateau", "milestones": [],
+        "train_split": "train", "val_split": "val", "test_split": None, "eval_every": 5000,
+    },
+    # A fixed-epoch ImageNet variant: 90 epochs, lr /10 at epochs 30 and 60 (iterations scaled).
+    "imagenet-epochs": {
+        "batch_size": 256, "epochs": 90, "milestones": [30, 60],
+        "train_split": "train", "val_split": "val", "test_split": None, "eval_every": 5000,
+    },
+    # The CIFAR recipe on Fashion-MNIST/MNIST: 55k/5k split, same iterations and milestones.
+    "fashion-mnist": {"train_split": "train55k", "val_split": "val5k"},
+}
+DEFAULT_PRESET = {
+    "cifar10": "cifar-paper", "cifar100": "cifar-paper", "imagenet": "imagenet-paper",
+    "folder": "imagenet-paper", "fashion-mnist": "fashion-mnist", "mnist": "fashion-mnist",
+}
+SCHEDULES = ("step", "plateau", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Check ``value`` against the type of field ``key``, converting strings from the command line.
+
+    Args:
+        key: A :class:`TrainConfig` field name.
+        value: A TOML value, or a string from a flag (``"0.1"``, ``"true"``, ``"32000,48000"``).
+
+    Returns:
+        The value with the field's type.
+
+    Raises:
+        ReslabError: Unknown key, or a value that does not fit the field's type.
+    """
+    if key not in FIELDS:
+        raise ReslabError(f"unknown config key {key!r}; {choices_hint(FIELDS)}")
+    hint = _HINTS[key]
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", ""))):
+        return None
+    try:
+        return _coerce_to(base, value)
+    except (TypeError, ValueError):
+        expected = getattr(base, "__name__", str(base))
+        raise ReslabError(f"config key {key!r} must be {expected}, got {value!r}") from None
+
+
+def _coerce_to(base: Any, value: Any) -> Any:
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        return [_coerce_to(item, v) for v in value]
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise TypeError
+    if base is int:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise TypeError
+        return int(value)
+    if base is float:
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    if base is str:
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    raise TypeError
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file (flat keys, or under a ``[train]`` table).
+
+    Args:
+        path: The file.
+
+    Returns:
+        Its keys and values, each checked with :func:`coerce`.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReslabError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ReslabError(f"config file {path} is not valid TOML: {exc}") from None
+    data = data.get("train", data)
+    return {key: coerce(key, value) for key, value in data.items()}
+
+
+def resolve(overrides: dict[str, Any], *, config_file: str | Path | None = None) -> TrainConfig:
+    """Build the configuration of a run: defaults, then the preset, the TOML file, the overrides.
+
+    When the iterations are changed but the milestones are not, the milestones are scaled with
+    them (``--iters 6400`` moves the paper's 32k/48k to 3.2k/4.8k).
+
+    Args:
+        overrides: Keys set on the command line or in Python (checked with :func:`coerce`).
+        config_file: Optional TOML file.
+
+    Returns:
+        The resolved, validated configuration.
+    """
+    given = read_toml(config_file) if config_file else {}
+    given.update({k: coerce(k, v) for k, v in overrides.items()})
+    data = given.get("data", TrainConfig.data)
+    preset_name = given.get("preset") or DEFAULT_PRESET.get(data, "cifar-paper")
+    if preset_name not in PRESETS:
+        raise ReslabError(f"unknown preset {preset_name!r}; {choices_hint(PRESETS)}")
+    values = {**PRESETS[preset_name], **given, "preset": preset_name}
+    base = TrainConfig(**PRESETS[preset_name])
+    if "iters" in given and "epochs" not in given:
+        values["epochs"] = None  # an explicit iteration count replaces a preset's epochs
+    if "milestones" not in given and ("iters" in given or "epochs" in given):
+        values["milestones"] = _scaled_milestones(base, values)
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def _scaled_milestones(base: TrainConfig, values: dict[str, Any]) -> list[float]:
+    """The preset's milestones moved proportionally to the run's new length."""
+    base_length = base.epochs if base.epochs is not None else base.iters
+    new_length = values["epochs"] if values.get("epochs") is not None else values["iters"]
+    return [m * new_length / base_length for m in base.milestones]
+
+
+def validate(config: TrainConfig) -> None:
+    """Check value ranges that a type cannot express.
+
+    Args:
+        config: The configuration.
+
+    Raises:
+        ReslabError: The first problem found, naming the key.
+    """
+    from reslab.data import dataset_info
+    from reslab.models import model_info
+
+    model_info(config.model)  # unknown names fail here, before any data is read
+    dataset_info(config.data)
+    positive = {"batch_size": config.batch_size, "lr": config.lr, "iters": config.iters,
+                "eval_every": config.eval_every, "log_every": config.log_every}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ReslabError(f"{key} must be positive, got {value}")
+    if config.epochs is not None and config.epochs <= 0:
+        raise ReslabError(f"epochs must be positive, got {config.epochs}")
+    for key in ("momentum", "weight_decay", "label_smoothing", "precise_bn", "pad", "workers"):
+        if getattr(config, key) < 0:
+            raise ReslabError(f"{key} must not be negative, got {getattr(config, key)}")
+    if config.schedule not in SCHEDULES:
+        raise ReslabError(f"unknown schedule {config.schedule!r}; {choices_hint(SCHEDULES)}")
+    if config.device.split(":")[0] not in DEVICES:
+        raise ReslabError(f"unknown device {config.device!r}; {choices_hint(DEVICES)} (or cuda:N)")
+    if not 0 < config.lr_decay <= 1:
+        raise ReslabError(f"lr_decay must be in (0, 1], got {config.lr_decay}")

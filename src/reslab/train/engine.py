@@ -1,0 +1,342 @@
+"""The training loop, readable top to bottom: the paper's recipe (Sec. 3.4, 4.2) with SGD,
+checkpoints that make a crash lose nothing, and an exact resume.
+
+    result = reslab.train(model="resnet20", data="cifar10", data_dir="data")
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from reslab.errors import ReslabError
+from reslab.eval.metrics import EvalResult, evaluate
+from reslab.models import create_model, model_info
+from reslab.runtime import bf16_supported, seed_everything, select_device
+from reslab.train.checkpoint import (
+    load_trainer_state,
+    load_weights_into,
+    read_weights,
+    save_trainer_state,
+    save_weights,
+)
+from reslab.train.config import TrainConfig, read_toml, resolve
+from reslab.train.inputs import Inputs, build_inputs, endless
+from reslab.train.precise_bn import update_bn_stats
+from reslab.train.rundir import RunDir, check_output_folder
+from reslab.train.schedule import LRSchedule
+
+
+@dataclass
+class RunResult:
+    """What a run ended with.
+
+    Attributes:
+        run_dir: The run folder.
+        iteration: Iterations completed.
+        finished: True when the run reached its last iteration.
+        val_error: Last validation top-1 error (None without a val split).
+        best_val_error: Best validation top-1 error.
+        test_error: Last test top-1 error (None without a test split).
+        test: The last test evaluation.
+    """
+
+    run_dir: Path
+    iteration: int
+    finished: bool
+    val_error: float | None
+    best_val_error: float | None
+    test_error: float | None
+    test: EvalResult | None
+
+
+def train(
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Train a model with the paper's recipe (the defaults of :class:`TrainConfig`).
+
+    Args:
+        config: A :class:`TrainConfig`, a dict of its keys, or None (defaults + ``overrides``).
+        resume: A run folder to continue exactly where its last checkpoint stopped.
+        stop_after: Stop (with a checkpoint) after this many iterations of this call, for jobs
+            in time-limited slots; ``resume`` continues.
+        progress: Show a progress bar (default: when stderr is a terminal).
+        **overrides: Config keys, e.g. ``model="resnet56", iters=6400``.
+
+    Returns:
+        The :class:`RunResult`.
+    """
+    if resume is not None:
+        config = _resumed_config(Path(resume), overrides)
+    elif not isinstance(config, TrainConfig):
+        config = resolve({**(config or {}), **overrides})
+    trainer = Trainer(config, resume=resume is not None, progress=progress)
+    return trainer.run(stop_after=stop_after)
+
+
+def _resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+    if not (run_dir / "config.toml").is_file() or not (run_dir / "trainer_state.pt").is_file():
+        raise ReslabError(f"{run_dir} is not a run folder (no config.toml and trainer_state.pt)")
+    saved = read_toml(run_dir / "config.toml")
+    changed = {k: v for k, v in overrides.items() if k in ("device", "workers", "out")}
+    return resolve({**saved, **changed, "out": str(run_dir)})
+
+
+class Trainer:
+    """One training run: builds the model, data, optimizer and run folder, then loops.
+
+    Args:
+        config: The resolved configuration.
+        resume: Continue from ``config.out``'s trainer state.
+        progress: Progress bar on/off (None: when stderr is a terminal).
+    """
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False,
+                 progress: bool | None = None) -> None:
+        self.config = cfg = config
+        self.rank, self.world_size = 0, 1
+        self.is_main = self.rank == 0
+        self.device = select_device(cfg.device)
+        self.amp = cfg.amp and bf16_supported(self.device)
+        seed_everything(cfg.seed + self.rank, deterministic=cfg.deterministic)
+        self.show_progress = sys.stderr.isatty() if progress is None else progress
+
+        out = Path(cfg.out or f"runs/{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_output_folder(out)
+        self.inputs: Inputs = build_inputs(cfg, self.device, rank=self.rank,
+                                           world_size=self.world_size)
+        self.iters_per_epoch = len(self.inputs.train)
+        self.total_iters, milestones = self._length()
+
+        model_options = {k: getattr(cfg, k) for k in ("shortcut", "variant")
+                         if getattr(cfg, k) is not None}
+        if cfg.zero_init_residual:
+            model_options["zero_init_residual"] = True
+        self.model_options = model_options
+        self.model = create_model(cfg.model, num_classes=len(self.inputs.classes),
+                                  in_channels=self.inputs.in_channels, **model_options)
+        if cfg.init and not resume:
+            self._init_from(cfg.init)
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.step_model = torch.compile(self.model) if cfg.compile else self.model
+
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+        )
+        self.schedule = LRSchedule(
+            base_lr=cfg.lr, total_iters=self.total_iters, kind=cfg.schedule,
+            milestones=milestones, decay=cfg.lr_decay, patience=cfg.plateau_patience,
+            warmup_lr=cfg.warmup_lr, warmup_error=cfg.warmup_error,
+        )
+        self.iteration = 0
+        self.best_val_error: float | None = None
+        self.last_eval: dict[str, EvalResult] = {}
+        if resume:
+            self._load_state(out / "trainer_state.pt")
+        self.run_dir = RunDir(out, enabled=self.is_main,
+                              resume_iteration=self.iteration if resume else None)
+        self.run_dir.write_config(cfg.to_dict(), device=str(self.device))
+
+    # -- set-up helpers ------------------------------------------------------------------------
+
+    def _length(self) -> tuple[int, list[int]]:
+        """Total iterations and milestones in iterations (``epochs`` converted if given)."""
+        cfg = self.config
+        if cfg.epochs is None:
+            return cfg.iters, [round(m) for m in cfg.milestones]
+        scale = self.iters_per_epoch
+        return max(1, round(cfg.epochs * scale)), [round(m * scale) for m in cfg.milestones]
+
+    def _init_from(self, path: str) -> None:
+        state, _ = read_weights(path)
+        missing, unexpected = load_weights_into(self.model, state, source=path,
+                                                allow_new_head=True)
+        if self.is_main:
+            print(f"init from {path}: missing keys {missing or 'none'}; "
+                  f"unexpected keys {unexpected or 'none'}", file=sys.stderr)
+
+    def _load_state(self, path: Path) -> None:
+        state = load_trainer_state(path)
+        load_weights_into(self.model, state["model"], source=str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.inputs.train.load_state_dict(state["loader"])
+        self.iteration = state["iteration"]
+        self.best_val_error = state["best_val_error"]
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+
+    def checkpoint_meta(self, **extra: Any) -> dict[str, Any]:
+        """The metadata stored in every weights file (what ``reslab.load`` needs)."""
+        info = model_info(self.config.model)
+        return {
+            "model": self.config.model, "model_options": self.model_options,
+            "num_classes": len(self.inputs.classes), "in_channels": self.inputs.in_channels,
+            "classes": self.inputs.classes, "input_size": list(self.inputs.input_size),
+            "data": self.config.data, "preprocess": self.inputs.preprocess,
+            "paper_ref": info.source, "iteration": self.iteration, **extra,
+        }
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, *, stop_after: int | None = None) -> RunResult:
+        """Train until the last iteration, a stop request (Ctrl-C, SIGTERM) or ``stop_after``."""
+        cfg = self.config
+        model, optimizer, loader = self.step_model, self.optimizer, self.inputs.train
+        end = self.total_iters if stop_after is None else min(self.total_iters,
+                                                              self.iteration + stop_after)
+        loss_sum = torch.zeros((), device=self.device)
+        wrong_sum = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.show_progress,
+                   desc=f"{cfg.model} on {cfg.data}", unit="it", dynamic_ncols=True)
+        batches = endless(loader)
+        tic = time.perf_counter()
+        with _stop_requests() as stop:
+            while self.iteration < end and not stop.requested:
+                images, labels = next(batches)  # (B, C, H, W) float on device, (B,) int64
+                lr = self.schedule.lr(self.iteration)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    logits = model(images)  # (B, num_classes)
+                    loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                self.iteration += 1
+                loss_sum += loss.detach() * labels.numel()  # stays on the device: no sync
+                wrong_sum += (logits.detach().argmax(1) != labels).sum()
+                seen += labels.numel()
+                bar.update(1)
+
+                if self.iteration % cfg.log_every == 0 or self.iteration == end:
+                    elapsed = time.perf_counter() - tic
+                    row = {"iteration": self.iteration, "epoch": self.epoch, "lr": lr,
+                           "train_loss": loss_sum.item() / seen,
+                           "train_error": wrong_sum.item() / seen,
+                           "images_per_s": seen * self.world_size / elapsed}
+                    self.schedule.observe_train_error(row["train_error"])
+                    self._report(row, bar)
+                    loss_sum.zero_(), wrong_sum.zero_()
+                    seen, tic = 0, time.perf_counter()
+                if self.iteration % cfg.eval_every == 0 or self.iteration == self.total_iters:
+                    self._evaluate_and_checkpoint(lr, bar)
+            if self.iteration % cfg.eval_every and self.iteration < self.total_iters:
+                self._checkpoint()  # stopped early: keep everything done so far
+        bar.close()
+        self.run_dir.close()
+        test = self.last_eval.get("test")
+        val = self.last_eval.get("val")
+        return RunResult(
+            run_dir=self.run_dir.folder, iteration=self.iteration,
+            finished=self.iteration >= self.total_iters,
+            val_error=val.top1_error if val else None, best_val_error=self.best_val_error,
+            test_error=test.top1_error if test else None, test=test,
+        )
+
+    @property
+    def epoch(self) -> float:
+        """Epochs completed, fractional."""
+        return self.iteration / self.iters_per_epoch
+
+    def _report(self, row: dict[str, Any], bar: tqdm) -> None:
+        if not self.is_main:
+            return
+        self.run_dir.log(row)
+        text = {k: row[k] for k in ("train_loss", "train_error", "lr", "images_per_s") if k in row}
+        if self.show_progress:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in text.items()}, refresh=False)
+        else:
+            fields = " ".join(f"{k}={row[k]:.4g}" for k in row if row[k] is not None
+                              and k != "iteration")
+            print(f"iter {row['iteration']}/{self.total_iters} {fields}", flush=True)
+
+    def _evaluate_and_checkpoint(self, lr: float, bar: tqdm) -> None:
+        if self.config.precise_bn:
+            update_bn_stats(self.model, self.inputs.bn_batches, self.config.precise_bn)
+        for role, loader in self.inputs.evals.items():
+            self.last_eval[role] = evaluate(self.model, loader, num_classes=len(self.inputs.classes),
+                                            device=self.device, amp=self.amp)
+        row = {"iteration": self.iteration, "epoch": self.epoch, "lr": lr}
+        val = self.last_eval.get("val")
+        if val is not None:
+            row["val_error"] = val.top1_error
+            self.schedule.observe_val_error(val.top1_error)
+        if "test" in self.last_eval:
+            row["test_error"] = self.last_eval["test"].top1_error
+        self._report(row, bar)
+        improved = val is not None and (self.best_val_error is None
+                                        or val.top1_error < self.best_val_error)
+        if improved:
+            self.best_val_error = val.top1_error
+        self._checkpoint(best=improved)
+        self.run_dir.draw_curves(f"{self.config.model} on {self.config.data}")
+
+    def _checkpoint(self, *, best: bool = False) -> None:
+        """Write last.safetensors (and best.safetensors), then the trainer state."""
+        if not self.is_main:
+            return
+        meta = self.checkpoint_meta(
+            **{f"{role}_error": r.top1_error for role, r in self.last_eval.items()})
+        save_weights(self.run_dir.path("last.safetensors"), self.model, meta)
+        if best:
+            save_weights(self.run_dir.path("best.safetensors"), self.model, meta)
+        save_trainer_state(self.run_dir.path("trainer_state.pt"), {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "loader": self.inputs.train.state_dict(),
+            "best_val_error": self.best_val_error,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        })
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextmanager
+def _stop_requests():
+    """Turn Ctrl-C and SIGTERM into a flag checked between steps, so that the run stops at a
+    step boundary with a consistent checkpoint (a second Ctrl-C interrupts at once)."""
+    flag = _StopFlag()
+    previous = {}
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        print("\nreslab: stopping after this step (checkpoint follows); Ctrl-C again to abort",
+              file=sys.stderr)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,209 @@
+"""The run folder: resolved config, provenance, metrics, TensorBoard events and the curves plot.
+
+Layout of ``runs/<name>/``::
+
+    config.toml          the resolved configuration (re-run with ``--config``)
+    run.json             git commit, versions, command line, device, start time
+    metrics.csv          iteration, epoch, lr, train loss/error, val/test error, images/s
+    tensorboard/         TensorBoard events
+    curves.png           error curves drawn like Fig. 4/6 of the paper
+    last.safetensors     latest weights;   best.safetensors  best by validation error
+    trainer_state.pt     everything needed by ``--resume``
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reslab.errors import ReslabError
+from reslab.io import atomic_save_bytes, atomic_write
+
+METRIC_COLUMNS = (
+    "iteration", "epoch", "lr", "train_loss", "train_error", "val_error", "test_error",
+    "images_per_s",
+)
+
+
+def git_commit() -> str:
+    """The commit of the reslab source tree, with ``-dirty`` when it has local changes."""
+    src = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def dump_toml(values: dict[str, Any]) -> str:
+    """Write a flat dict of scalars and lists as TOML (``None`` values are left out)."""
+    lines = []
+    for key, value in values.items():
+        if value is not None:
+            lines.append(f"{key} = {json.dumps(value)}")  # JSON scalars/lists are valid TOML
+    return "\n".join(lines) + "\n"
+
+
+def check_output_folder(folder: Path) -> None:
+    """Fail early, with one clear line, when ``folder`` cannot hold a run."""
+    parent = folder.parent
+    if not parent.is_dir():
+        raise ReslabError(f"cannot create run folder {folder}: {parent} does not exist")
+    if folder.exists() and not folder.is_dir():
+        raise ReslabError(f"cannot create run folder {folder}: a file of that name exists")
+
+
+class RunDir:
+    """Writes a run folder. Only the main process (rank 0) writes; others get ``enabled=False``.
+
+    Args:
+        folder: The run folder (created if needed).
+        enabled: False on non-zero ranks: every method then does nothing.
+        resume_iteration: When resuming, drop metrics logged after this iteration (they belong
+            to training that the checkpoint does not contain) and purge later TensorBoard events.
+    """
+
+    def __init__(self, folder: str | Path, *, enabled: bool = True,
+                 resume_iteration: int | None = None) -> None:
+        self.folder = Path(folder)
+        self.enabled = enabled
+        self._writer = None
+        if not enabled:
+            return
+        check_output_folder(self.folder)
+        try:
+            self.folder.mkdir(exist_ok=True)
+        except PermissionError:
+            raise ReslabError(f"cannot create run folder {self.folder}: permission denied") from None
+        self.metrics_path = self.folder / "metrics.csv"
+        if resume_iteration is not None:
+            self._truncate_metrics(resume_iteration)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(
+            str(self.folder / "tensorboard"),
+            purge_step=None if resume_iteration is None else resume_iteration + 1,
+        )
+
+    def path(self, name: str) -> Path:
+        """A file in the run folder."""
+        return self.folder / name
+
+    def write_config(self, config: dict[str, Any], *, device: str) -> None:
+        """Save the resolved config (TOML) and the run's provenance (JSON)."""
+        if not self.enabled:
+            return
+        with atomic_write(self.path("config.toml"), "w") as handle:
+            handle.write(dump_toml(config))
+        provenance = {
+            "git_commit": git_commit(),
+            "command": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "device": device,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "config": config,
+        }
+        with atomic_write(self.path("run.json"), "w") as handle:
+            json.dump(provenance, handle, indent=2)
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Append one row to metrics.csv and its scalars to TensorBoard."""
+        if not self.enabled:
+            return
+        new = not self.metrics_path.exists()
+        with open(self.metrics_path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        step = row["iteration"]
+        for key, value in row.items():
+            if key not in ("iteration", "epoch") and value is not None:
+                self._writer.add_scalar(key, value, step)
+
+    def add_scalars(self, values: dict[str, float], step: int) -> None:
+        """Extra scalars for TensorBoard only (e.g. the monitors)."""
+        if self.enabled:
+            for key, value in values.items():
+                self._writer.add_scalar(key, value, step)
+
+    def _truncate_metrics(self, iteration: int) -> None:
+        rows = [r for r in read_metrics(self.metrics_path) if int(r["iteration"]) <= iteration]
+        with atomic_write(self.metrics_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def draw_curves(self, title: str) -> None:
+        """Redraw curves.png from metrics.csv."""
+        if self.enabled:
+            atomic_save_bytes(self.path("curves.png"), plot_curves(read_metrics(self.metrics_path), title))
+
+    def close(self) -> None:
+        """Flush TensorBoard."""
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def read_metrics(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a metrics.csv (complete rows only: a line cut by a crash is dropped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [r for r in csv.DictReader(handle) if r.get("iteration", "").isdigit()
+                and None not in r.values()]
+
+
+def plot_curves(rows: list[dict[str, str]], title: str) -> bytes:
+    """Error against iterations as in Fig. 4/6: thin training error, bold val/test error.
+
+    Args:
+        rows: metrics.csv rows.
+        title: Plot title (model and data set).
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for column, style, label in (("train_error", dict(lw=0.8, ls="--"), "train error"),
+                                 ("val_error", dict(lw=2.2), "val error"),
+                                 ("test_error", dict(lw=2.2, color="black"), "test error")):
+        points = [(int(r["iteration"]), 100 * float(r[column])) for r in rows if r[column]]
+        if points:
+            ax.plot(*zip(*points), label=label, **style)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("error (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

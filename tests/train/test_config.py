@@ -1,0 +1,89 @@
+"""Configuration: paper defaults, presets, TOML and flags, strict types."""
+
+import pytest
+
+from reslab.errors import ReslabError
+from reslab.train.config import PRESETS, TrainConfig, coerce, read_toml, resolve
+
+
+def test_defaults_are_the_cifar_recipe():
+    cfg = TrainConfig()
+    assert (cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (128, 0.1, 0.9, 1e-4)
+    assert (cfg.iters, cfg.milestones, cfg.lr_decay) == (64000, [32000, 48000], 0.1)
+    assert (cfg.train_split, cfg.val_split, cfg.pad, cfg.flip) == ("train45k", "val5k", 4, True)
+
+
+def test_preset_chosen_by_data_set():
+    assert resolve({"data": "cifar10"}).preset == "cifar-paper"
+    imagenet = resolve({"data": "imagenet"})
+    assert (imagenet.preset, imagenet.batch_size, imagenet.schedule) == ("imagenet-paper", 256, "plateau")
+    assert imagenet.iters == 600_000
+    fmnist = resolve({"data": "fashion-mnist"})
+    assert (fmnist.train_split, fmnist.val_split) == ("train55k", "val5k")
+    assert set(PRESETS) >= {"cifar-paper", "imagenet-paper", "imagenet-epochs", "fashion-mnist"}
+
+
+def test_shortened_run_scales_milestones():
+    assert resolve({"iters": "6400"}).milestones == [3200, 4800]
+    cfg = resolve({"data": "fashion-mnist", "epochs": "4"})
+    assert cfg.milestones == [2.0, 3.0]  # in epochs: half and three quarters of the run
+    cfg = resolve({"preset": "imagenet-epochs", "data": "imagenet", "iters": 900})
+    assert cfg.epochs is None and cfg.milestones == pytest.approx([300, 600])
+    assert resolve({"iters": 100, "milestones": "10,20"}).milestones == [10, 20]
+
+
+def test_precedence_preset_then_toml_then_flags(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[train]\nmodel = "resnet56"\nlr = 0.05\nmilestones = [10, 20]\n')
+    cfg = resolve({"lr": "0.02"}, config_file=path)
+    assert (cfg.model, cfg.lr, cfg.milestones) == ("resnet56", 0.02, [10, 20])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("lr", "abc", "config key 'lr' must be float, got 'abc'"),
+        ("batch_size", "1.5", "must be int"),
+        ("batch_size", 2.0, "must be int"),
+        ("amp", "maybe", "must be bool"),
+        ("model", 3, "must be str"),
+        ("lrr", "1", "unknown config key 'lrr'"),
+        ("milestones", "a,b", "must be list"),
+    ],
+)
+def test_wrong_types_and_keys(key, value, message):
+    with pytest.raises(ReslabError, match=message):
+        coerce(key, value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lr": "0"}, "lr must be positive"),
+        ({"lr": "-0.1"}, "lr must be positive"),
+        ({"batch_size": "0"}, "batch_size must be positive"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"preset": "nope"}, "unknown preset 'nope'"),
+        ({"weight_decay": "-1"}, "weight_decay must not be negative"),
+    ],
+)
+def test_bad_values(overrides, message):
+    with pytest.raises(ReslabError, match=message):
+        resolve(overrides)
+
+
+def test_toml_errors(tmp_path):
+    with pytest.raises(ReslabError, match="does not exist"):
+        read_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = = 1")
+    with pytest.raises(ReslabError, match="not valid TOML"):
+        read_toml(bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("learning_rate = 0.1")
+    with pytest.raises(ReslabError, match="unknown config key 'learning_rate'"):
+        read_toml(unknown)
+    none = tmp_path / "none.toml"
+    none.write_text('val_split = "none"\n')
+    assert read_toml(none) == {"val_split": None}

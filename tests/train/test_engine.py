@@ -1,0 +1,138 @@
+"""The training engine end to end on a tiny data set: run folder, checkpoints, exact resume,
+fine-tuning init, precise BN and bad input."""
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import reslab
+from reslab.cli import main
+from reslab.train.checkpoint import read_weights
+from reslab.train.engine import train
+from tests.data_fixtures import write_tiny_fashion_mnist
+
+TINY = dict(model="resnet8", data="fashion-mnist", iters=8, eval_every=4, log_every=2,
+            batch_size=16, device="cpu", deterministic=True, seed=3,
+            train_split="train", val_split="test", test_split="test")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fmnist")
+    write_tiny_fashion_mnist(root, train=64, test=40)
+    return root
+
+
+def test_run_folder_contents(data_dir, tmp_path):
+    out = tmp_path / "run"
+    result = train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
+    assert result.finished and result.iteration == 8
+    for name in ("config.toml", "run.json", "metrics.csv", "curves.png", "last.safetensors",
+                 "best.safetensors", "trainer_state.pt"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 4, 6, 8]
+    assert [int(r["iteration"]) for r in rows if r["val_error"]] == [4, 8]
+    assert all(0 <= float(r["test_error"]) <= 1 for r in rows if r["test_error"])
+    provenance = json.loads((out / "run.json").read_text())
+    assert provenance["config"]["model"] == "resnet8" and provenance["git_commit"]
+    # weights: torchvision-style keys, readable with plain safetensors; state weights-only
+    weights = load_file(out / "last.safetensors")
+    assert "layer1.0.conv1.weight" in weights and "fc.weight" in weights
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    assert state["iteration"] == 8 and "optimizer" in state and "loader" in state
+    _, meta = read_weights(out / "last.safetensors")
+    assert meta["model"] == "resnet8" and meta["in_channels"] == 1 and len(meta["classes"]) == 10
+    assert len(meta["preprocess"]["mean"]) == 28 * 28
+
+
+def test_resume_is_exact(data_dir, tmp_path):
+    common = dict(TINY, data_dir=str(data_dir), progress=False)
+    straight = train(**common, out=str(tmp_path / "straight"))
+    half = train(**common, out=str(tmp_path / "split"), stop_after=3)
+    assert not half.finished and half.iteration == 3
+    resumed = train(resume=tmp_path / "split", progress=False)
+    assert resumed.finished and resumed.iteration == 8
+    a = load_file(straight.run_dir / "last.safetensors")
+    b = load_file(resumed.run_dir / "last.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = list(csv.DictReader(open(resumed.run_dir / "metrics.csv")))
+    assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 3, 4, 6, 8]
+
+
+def test_init_from_checkpoint_replaces_head(data_dir, tmp_path, capsys):
+    source = reslab.create_model("resnet8", num_classes=3, in_channels=1)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}},
+               tmp_path / "foreign.pth")
+    result = train(**dict(TINY, iters=2, eval_every=2), data_dir=str(data_dir),
+                   out=str(tmp_path / "ft"), init=str(tmp_path / "foreign.pth"), progress=False)
+    assert result.finished
+    err = capsys.readouterr().err
+    assert "missing keys ['fc.bias', 'fc.weight']" in err
+
+
+def test_precise_bn_changes_running_stats(data_dir, tmp_path):
+    from reslab.train.precise_bn import update_bn_stats
+
+    model = reslab.create_model("resnet8", in_channels=1)
+    before = model.bn1.running_mean.clone()
+    batches = iter([(torch.randn(8, 1, 28, 28) * 2 + 1, None) for _ in range(3)])
+    update_bn_stats(model, batches, 3)
+    after = model.bn1.running_mean
+    assert not torch.allclose(before, after)
+    assert model.bn1.momentum == 0.1 and model.training
+    # equal-weight average of the 3 batch means, not an exponential average
+    model2 = reslab.create_model("resnet8", in_channels=1)
+    model2.load_state_dict(model.state_dict())
+    xs = [torch.randn(8, 1, 28, 28) for _ in range(3)]
+    update_bn_stats(model2, iter([(x, None) for x in xs]), 3)
+    with torch.no_grad():
+        conv_means = torch.stack([model2.conv1(x).mean((0, 2, 3)) for x in xs]).mean(0)
+    assert torch.allclose(model2.bn1.running_mean, conv_means, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "resnet21x"], "unknown model 'resnet21x'"),
+        (["--data", "svhn"], "unknown data set 'svhn'"),
+        (["--lr", "abc"], "config key 'lr' must be float, got 'abc'"),
+        (["--lr", "0"], "lr must be positive"),
+        (["--batch-size", "-3"], "batch_size must be positive"),
+        (["--set", "foo=1"], "unknown config key 'foo'"),
+    ],
+)
+def test_cli_bad_input(argv, message, data_dir, tmp_path, capsys):
+    code = main(["train", "--data-dir", str(data_dir), "--data", "fashion-mnist",
+                 "--train-split", "train", "--val-split", "test", "--out", str(tmp_path / "r"),
+                 *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("reslab: error:") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_missing_root_and_bad_resume(tmp_path, capsys):
+    assert main(["train", "--data", "fashion-mnist", "--data-dir", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "reslab: error:" in capsys.readouterr().err
+    (tmp_path / "notarun").mkdir()
+    assert main(["train", "--resume", str(tmp_path / "notarun")]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "missing" / "run")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_corrupt_trainer_state(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(**dict(TINY, iters=2, eval_every=2), data_dir=str(data_dir), out=str(out), progress=False)
+    data = (out / "trainer_state.pt").read_bytes()
+    (out / "trainer_state.pt").write_bytes(data[: len(data) // 2])
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
