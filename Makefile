@@ -33,7 +33,7 @@ demo: $(STAMP) data-fashion-mnist
 	$(BIN)/reslab summary resnet20
 
 docs: $(STAMP)
-	$(BIN)/reslab summary --markdown-catalog > docs/MODELS.md.tmp && mv docs/MODELS.md.tmp docs/MODELS.md
+	$(BIN)/reslab models --markdown --output docs/MODELS.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

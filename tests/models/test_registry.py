@@ -8,9 +8,15 @@ import reslab
 from reslab.errors import ReslabError
 
 SLOW = {"resnet1202", "resnet152", "plain152", "vgg19"}
-# ImageNet-family nets are fully convolutional: a 64x64 input checks them at a fraction of the
-# cost of 224x224 (the stage-size tests use 224).
-SMALL_INPUT = {"imagenet": (64, 64)}
+# Nets with global pooling run at any size: a 64x64 input checks them at a fraction of the cost
+# of 224x224 (the stage-size tests use 224). AlexNet, ZFNet and LeNet-5 need their own size.
+FULLY_CONVOLUTIONAL = {"vgg16", "vgg19", "googlenet"}
+
+
+def small_input(info) -> tuple[int, int]:
+    if info.family == "imagenet" or info.name in FULLY_CONVOLUTIONAL:
+        return (64, 64)
+    return info.input_size
 
 
 def _params(model) -> int:
@@ -25,7 +31,7 @@ def test_every_model_forward_backward(name):
     torch.manual_seed(0)
     info = reslab.model_info(name)
     model = reslab.create_model(name, num_classes=7)
-    h, w = SMALL_INPUT.get(info.family, info.input_size)
+    h, w = small_input(info)
     x = torch.randn(2, info.in_channels, h, w)
     out = model(x)
     assert out.shape == (2, 7)
@@ -42,7 +48,7 @@ def test_every_model_forward_backward(name):
 def test_every_model_heads_and_reset(name):
     info = reslab.model_info(name)
     model = reslab.create_model(name, num_classes=5, in_channels=1).eval()
-    h, w = SMALL_INPUT.get(info.family, info.input_size)
+    h, w = small_input(info)
     x = torch.randn(1, 1, h, w)
     with torch.no_grad():
         feats = model.forward_features(x)

@@ -68,9 +68,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         try:
             state = load_safetensors_bytes(data)
             header = _safetensors_metadata(data)
+            meta = json.loads(header.get("reslab", "{}"))
         except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
             raise ReslabError(f"checkpoint {path} is truncated or corrupt ({exc})") from None
-        meta = json.loads(header.get("reslab", "{}"))
     else:
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -115,7 +115,7 @@ def load_weights_into(
             names the first mismatched keys and shapes.
     """
     own = model.state_dict()
-    mismatched = [k for k in state if k in own and own[k].shape != state[k].shape]
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
     head = [k for k in mismatched if k.split(".")[0] in ("fc", "classifier", "head")]
     if allow_new_head:
         state = {k: v for k, v in state.items() if k not in head}

@@ -1,0 +1,1 @@
+"""The sub-commands of the ``reslab`` command line, one module per command group."""

@@ -1,0 +1,449 @@
+"""Inference: a checkpoint as a ready-to-use classifier with its class names and preprocessing.
+
+    predictor = reslab.load("runs/resnet20-fashion-mnist")   # best.safetensors, else last
+    predictor.topk(["shoe.png", "shirt.jpg"], k=3)           # [[("Sneaker", 0.97), ...], ...]
+    probabilities = predictor(uint8_images)                  # (N, num_classes)
+
+What :func:`load` reads:
+
+- a run folder: its ``best.safetensors`` (lowest validation error), else ``last.safetensors``;
+- one of our ``.safetensors`` files: the architecture, class names, input size and preprocessing
+  come from its ``reslab`` metadata (:meth:`reslab.train.engine.Trainer.checkpoint_meta`);
+- a torchvision-style ``.pth``/``.pt`` state dict (read with ``weights_only=True``): it carries no
+  metadata, so ``model=`` names the architecture. ImageNet bottleneck nets are then built as
+  torchvision builds them (``variant="v1.5"``: the stride on the 3x3 conv), so
+  ``load("resnet50-0676ba61.pth", model="resnet50")`` gives torchvision's ResNet-50; pass
+  ``options={"variant": "v1"}`` for a state dict of the paper's v1 layout. The class count and
+  input channels are read off the weights; a 1000-way head gets torchvision's ImageNet class
+  names, any other head the names ``"0"``, ``"1"``, ...
+
+Preprocessing (:class:`Preprocessing`): images are scaled to [0, 1], converted to the model's
+channels (RGB to grey with the ITU-R 601 weights, grey to RGB by repetition), resized so that
+the shorter side is the input size and centre-cropped to the input size (nothing happens to an
+image that already has it, e.g. a 28x28 Fashion-MNIST image), and the training set's per-pixel
+mean saved in the checkpoint is subtracted (Sec. 4.2: "the per-pixel mean subtracted").
+Checkpoints without preprocessing metadata (foreign state dicts) get torchvision's ImageNet
+preprocessing instead: shorter side resized to 256/224 of the input size (256 for 224), centre
+crop, per-channel mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) (for a grey model,
+the averages 0.449 and 0.226).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from torch import Tensor, nn
+
+from reslab.errors import ReslabError, choices_hint
+from reslab.models import create_model, model_info
+from reslab.runtime import select_device
+from reslab.train.checkpoint import load_weights_into, read_weights
+
+RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
+IMAGE_SUFFIXES = frozenset(
+    {".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".pnm", ".ppm", ".tif", ".tiff", ".webp"}
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation, RGB in [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TEST_RESIZE_RATIO = 256 / 224  # torchvision's test transform: resize 256, centre crop 224
+
+ImageLike = Tensor | Image.Image | str | os.PathLike
+Images = ImageLike | Sequence[ImageLike]
+
+
+class Preprocessing(nn.Module):
+    """Turn float images in [0, 1], [N, C, H, W] or [C, H, W], into the model's input.
+
+    Args:
+        channels: The model's input channels.
+        size: The model's input (H, W), centre-cropped after the resize; None: no crop.
+        resize: Length the shorter side is resized to (when it differs); None: no resize.
+        mean: Subtracted: per-pixel [C, H, W] (Sec. 4.2) or per-channel [C].
+        std: Divides the result, per channel [C]; None for nothing (the paper's recipe).
+    """
+
+    def __init__(
+        self, *, channels: int, size: tuple[int, int] | None, resize: int | None, mean: Tensor,
+        std: Tensor | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.channels = channels
+        self.size = None if size is None else tuple(size)
+        self.resize = resize
+        self.register_buffer("mean", mean.view(-1, 1, 1) if mean.dim() == 1 else mean)
+        self.register_buffer("std", None if std is None else std.view(-1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:  # x: float [N, C', H', W'] or [C', H', W']
+        x = match_channels(x, self.channels)  # -> [N, C, H', W']
+        if self.resize is not None and min(x.shape[-2:]) != self.resize:
+            x = TF.resize(x, self.resize, antialias=True)  # shorter side -> resize
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            x = TF.center_crop(x, list(self.size))  # -> [N, C, H, W]
+        x = x - self.mean
+        return x if self.std is None else x / self.std
+
+    def with_view(self, *, resize: int | None, crop: bool) -> Preprocessing:
+        """The same normalisation for another view of the images, on the CPU.
+
+        Args:
+            resize: The shorter side's length (None: kept).
+            crop: Centre-crop to the input size. Whole (uncropped) views subtract the
+                per-channel mean: the channel averages of a per-pixel mean.
+
+        Returns:
+            A new :class:`Preprocessing`.
+        """
+        mean = self.mean.cpu()
+        return Preprocessing(
+            channels=self.channels, size=self.size if crop else None, resize=resize,
+            mean=mean if crop else mean.mean((-2, -1)),
+            std=None if self.std is None else self.std.cpu(),
+        )  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description (for ONNX metadata and reports)."""
+        return {
+            "input": "float32 [N, C, H, W]: pixels scaled to [0, 1], mean subtracted"
+            + ("" if self.std is None else ", divided by std"),
+            "channels": self.channels, "size": None if self.size is None else list(self.size),
+            "resize": self.resize,
+            "mean_shape": list(self.mean.shape),
+            "mean": [round(v, 6) for v in self.mean.flatten().tolist()],
+            "std": None if self.std is None else self.std.flatten().tolist(),
+        }  # fmt: skip
+
+
+def match_channels(x: Tensor, channels: int) -> Tensor:
+    """Convert float images [..., C, H, W] to ``channels`` channels (grey <-> RGB).
+
+    Raises:
+        ReslabError: A conversion other than 1 <-> 3 channels.
+    """
+    have = x.shape[-3]
+    if have == channels:
+        return x
+    if (have, channels) == (3, 1):
+        return TF.rgb_to_grayscale(x)
+    if (have, channels) == (1, 3):
+        return x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    raise ReslabError(f"cannot convert {have}-channel images to the model's {channels} channels")
+
+
+def preprocessing_from_meta(
+    meta: dict[str, Any], *, channels: int, size: tuple[int, int], source: str
+) -> Preprocessing:
+    """The preprocessing a checkpoint's metadata describes, or the ImageNet fallback.
+
+    Args:
+        meta: The checkpoint's ``reslab`` metadata (empty for foreign checkpoints).
+        channels: The model's input channels.
+        size: The model's input (H, W).
+        source: The checkpoint, for messages.
+
+    Returns:
+        The :class:`Preprocessing`.
+
+    Raises:
+        ReslabError: The metadata names an unknown kind or a mean of the wrong size.
+    """
+    spec = meta.get("preprocess")
+    if not spec:
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        if channels == 1:
+            mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
+        resize = round(max(size) * TEST_RESIZE_RATIO)
+        return Preprocessing(channels=channels, size=size, resize=resize, mean=mean, std=std)
+    if spec.get("kind") != "per-pixel-mean" or abs(spec.get("scale", 1 / 255) * 255 - 1) > 1e-6:
+        raise ReslabError(
+            f"{source}: unsupported preprocessing {spec.get('kind')!r} (scale "
+            f"{spec.get('scale')}); this reslab reads 'per-pixel-mean' with scale 1/255"
+        )
+    mean = torch.tensor(spec.get("mean", []), dtype=torch.float32)
+    shape = list(spec.get("shape", []))
+    if len(shape) not in (1, 3) or shape[0] != channels or mean.numel() != math.prod(shape):
+        raise ReslabError(f"{source}: a preprocessing mean of shape {shape} with {mean.numel()} "
+                          f"values does not fit a {channels}-channel model")
+    std = spec.get("std")
+    return Preprocessing(
+        channels=channels, size=size, resize=max(size), mean=mean.view(shape),
+        std=None if std is None else torch.tensor(std, dtype=torch.float32),
+    )  # fmt: skip
+
+
+class Predictor:
+    """An eval-mode classifier with its class names and preprocessing (see :func:`load`).
+
+    Args:
+        model: The classifier (put in eval mode, gradients off, moved to ``device``).
+        classes: Class names by output index.
+        preprocessing: What turns [0, 1] images into the model's input.
+        device: Where the model runs.
+        meta: The checkpoint's metadata (empty for foreign checkpoints).
+        source: The checkpoint file.
+    """
+
+    def __init__(
+        self, model: nn.Module, *, classes: Sequence[str], preprocessing: Preprocessing,
+        device: torch.device, meta: dict[str, Any] | None = None, source: str = "",
+    ) -> None:  # fmt: skip
+        self.model = model.eval().requires_grad_(False).to(device)
+        self.classes = list(classes)
+        self.preprocessing = preprocessing.to(device)
+        self.device = device
+        self.meta = dict(meta or {})
+        self.source = source
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model's input (H, W)."""
+        return self.preprocessing.size
+
+    @property
+    def in_channels(self) -> int:
+        """The model's input channels."""
+        return self.preprocessing.channels
+
+    @property
+    def model_name(self) -> str:
+        """The registered architecture name."""
+        return self.model.model_name
+
+    def preprocess(self, images: Images) -> Tensor:
+        """Turn images into the normalised batch the model expects.
+
+        Args:
+            images: A uint8 tensor [N, C, H, W] or [C, H, W], a PIL image, an image file, or a
+                sequence of these (of any sizes; each is resized and cropped to the input size).
+
+        Returns:
+            float32 [N, C, H, W] on the predictor's device.
+
+        Raises:
+            ReslabError: An image that cannot be decoded, or a tensor that is not uint8 images.
+        """
+        parts = [self.preprocessing(TF.to_dtype(batch.to(self.device), torch.float32, scale=True))
+                 for batch in uint8_batches(images, channels=self.in_channels)]
+        if not parts:
+            raise ReslabError("no images given")
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def __call__(self, images: Images, *, batch_size: int = 256) -> Tensor:
+        """Class probabilities.
+
+        Args:
+            images: As for :meth:`preprocess`.
+            batch_size: Images per forward pass.
+
+        Returns:
+            float32 [N, num_classes] on the CPU, rows summing to 1.
+        """
+        x = self.preprocess(images)  # [N, C, H, W]
+        return torch.cat([F.softmax(self.model(chunk).float(), 1).cpu()
+                          for chunk in x.split(batch_size)])
+
+    def topk(self, images: Images, k: int = 5, *, batch_size: int = 256
+             ) -> list[list[tuple[str, float]]]:
+        """The ``k`` most probable classes of each image.
+
+        Args:
+            images: As for :meth:`preprocess`.
+            k: Classes per image (at most the number of classes).
+            batch_size: Images per forward pass.
+
+        Returns:
+            For each image, ``(class name, probability)`` pairs, most probable first.
+        """
+        if k < 1:
+            raise ReslabError(f"k must be at least 1, got {k}")
+        probabilities, indices = self(images, batch_size=batch_size).topk(
+            min(k, len(self.classes)), dim=1)
+        return [[(self.classes[i], p) for i, p in zip(row_i.tolist(), row_p.tolist())]
+                for row_i, row_p in zip(indices, probabilities)]
+
+
+def uint8_batches(images: Images, *, channels: int) -> Iterator[Tensor]:
+    """Yield ``images`` as uint8 [n, C, H, W] batches, decoding files one at a time.
+
+    Args:
+        images: As for :meth:`Predictor.preprocess`.
+        channels: Decode files and PIL images to this many channels (1: grey, 3: RGB).
+
+    Raises:
+        ReslabError: A file that cannot be decoded, or a tensor that is not uint8 images.
+    """
+    if isinstance(images, (Tensor, Image.Image, str, os.PathLike)):
+        images = [images]
+    for image in images:
+        if isinstance(image, Tensor):
+            if image.dtype != torch.uint8 or image.dim() not in (3, 4):
+                raise ReslabError(
+                    f"image tensors must be uint8 [N, C, H, W] or [C, H, W], got {image.dtype} "
+                    f"{list(image.shape)}"
+                )
+            yield image if image.dim() == 4 else image[None]
+        elif isinstance(image, Image.Image):
+            yield pil_to_uint8(image, channels=channels)[None]
+        elif isinstance(image, (str, os.PathLike)):
+            yield decode_image(Path(image), channels=channels)[None]
+        else:
+            raise ReslabError(f"cannot read an image from a {type(image).__name__}")
+
+
+def pil_to_uint8(image: Image.Image, *, channels: int) -> Tensor:
+    """A PIL image as uint8 [C, H, W], converted to grey (``channels=1``) or RGB."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    return TF.pil_to_tensor(image)
+
+
+def decode_image(path: Path, *, channels: int) -> Tensor:
+    """Decode an image file (any format Pillow reads) to uint8 [C, H, W].
+
+    Raises:
+        ReslabError: ``cannot decode image <path>: <reason>``.
+    """
+    if not path.is_file():
+        raise ReslabError(f"image {path} does not exist (or is not a file)")
+    try:
+        with Image.open(path) as image:
+            return pil_to_uint8(image, channels=channels)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ReslabError(f"cannot decode image {path}: {exc}") from None
+
+
+def list_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand folders into their image files (by extension, sorted); keep files as given.
+
+    Raises:
+        ReslabError: A path that does not exist, or a folder without images.
+    """
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise ReslabError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            found.extend(images)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ReslabError(f"image {path} does not exist")
+    return found
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The weights file ``path`` names: itself, or a run folder's best/last checkpoint.
+
+    Raises:
+        ReslabError: Missing path, a folder without checkpoints, or an unknown file type.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in RUN_CHECKPOINTS:
+            if (path / name).is_file():
+                return path / name
+        raise ReslabError(f"{path} is not a run folder: it has no {' or '.join(RUN_CHECKPOINTS)}")
+    if not path.exists():
+        raise ReslabError(f"checkpoint {path} does not exist")
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        raise ReslabError(
+            f"checkpoint {path}: unknown file type; {choices_hint(CHECKPOINT_SUFFIXES)}")
+    return path
+
+
+def load(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", model: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Predictor:  # fmt: skip
+    """Load a checkpoint as a :class:`Predictor` (see the module docs for what it reads).
+
+    Args:
+        path: A run folder, one of our ``.safetensors`` files, or a ``.pth``/``.pt`` state dict.
+        device: Where the model runs (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+        model: The architecture; required for foreign state dicts, and overrides the
+            checkpoint's own (the weights must then fit it).
+        options: Model options (e.g. ``{"variant": "v1"}``), overriding the checkpoint's.
+
+    Returns:
+        The predictor, its model in eval mode on ``device``.
+
+    Raises:
+        ReslabError: Missing, truncated or corrupt file, no architecture for a foreign state
+            dict, or weights that do not fit the architecture (the mismatched keys and shapes
+            are named).
+    """
+    file = checkpoint_file(path)
+    state, meta = read_weights(file)
+    if not isinstance(meta, dict):
+        raise ReslabError(f"{file}: its reslab metadata is not a JSON object")
+    name = model or meta.get("model")
+    if name is None:
+        raise ReslabError(
+            f"{file} has no reslab metadata (a torchvision-style state dict?); name its "
+            "architecture, e.g. model='resnet50' (--model resnet50 on the command line)"
+        )
+    own = name == meta.get("model")
+    model_options = {**(meta.get("model_options", {}) if own else foreign_options(name)),
+                     **(options or {})}
+    if "num_classes" in meta and "in_channels" in meta:
+        num_classes, in_channels = meta["num_classes"], meta["in_channels"]
+    else:
+        num_classes, in_channels = head_and_stem_sizes(name, model_options, state, source=file)
+    net = create_model(name, num_classes=num_classes, in_channels=in_channels, **model_options)
+    load_weights_into(net, state, source=str(file))
+    size = tuple(meta.get("input_size") or model_info(name).input_size)
+    classes = meta.get("classes") or default_classes(num_classes)
+    if len(classes) != num_classes:
+        raise ReslabError(f"{file}: {len(classes)} class names for {num_classes} outputs")
+    return Predictor(
+        net, classes=classes, device=select_device(str(device)), meta=meta, source=str(file),
+        preprocessing=preprocessing_from_meta(meta, channels=in_channels, size=size,
+                                              source=str(file)),
+    )  # fmt: skip
+
+
+def foreign_options(name: str) -> dict[str, Any]:
+    """Options for a state dict from torchvision: its ``v1.5`` bottleneck where there is one."""
+    info = model_info(name)
+    takes_variant = "variant" in inspect.signature(info.constructor).parameters
+    return {"variant": "v1.5"} if takes_variant and "variant" not in info.options else {}
+
+
+def head_and_stem_sizes(
+    name: str, options: dict[str, Any], state: dict[str, Tensor], *, source: Path
+) -> tuple[int, int]:
+    """``(num_classes, in_channels)`` of a state dict without metadata, read off the weights
+    where architecture ``name`` keeps its classifier (last matrix) and first convolution.
+
+    Raises:
+        ReslabError: The state dict lacks those weights.
+    """
+    with torch.device("meta"):  # the key names and ranks only: no memory, no init cost
+        keys = create_model(name, **options).state_dict()
+    head = [k for k, v in keys.items() if v.dim() == 2][-1]
+    stem = next(k for k, v in keys.items() if v.dim() == 4)
+    for key in (head, stem):
+        if key not in state:
+            raise ReslabError(f"{source} does not fit {name}: it has no {key!r} weight")
+    return state[head].shape[0], state[stem].shape[1]
+
+
+def default_classes(num_classes: int) -> list[str]:
+    """Class names for a checkpoint without them: torchvision's ImageNet names for a 1000-way
+    head, else ``"0"``, ``"1"``, ..."""
+    if num_classes == 1000:
+        from torchvision.models import ResNet50_Weights
+
+        return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return [str(i) for i in range(num_classes)]

@@ -1,0 +1,267 @@
+"""Evaluate a checkpoint on a data set with the paper's test protocols.
+
+- Small data sets (CIFAR-10/100, Fashion-MNIST, MNIST): the single view of the original image
+  (Sec. 4.2: "we only evaluate the single view of the original 32x32 image"), on the on-device
+  fast path (:class:`reslab.data.TensorLoader`). ``10crop`` and ``multiscale`` are refused:
+  they are ImageNet protocols, and a 32x32 image has no crops worth taking.
+- Image folders (ImageNet, ``folder``), Sec. 3.4: ``center`` resizes the shorter side to 256/224
+  of the input size (256 for 224) and takes the centre crop; ``10crop`` averages the softmax of
+  the 4 corner and centre crops and their flips of that image; ``multiscale`` averages the
+  fully-convolutional scores of the whole image with its shorter side at 224, 256, 384, 480 and
+  640 (scaled likewise for other input sizes). Whole-image views subtract the per-channel mean
+  (the channel averages of a per-pixel mean).
+
+The images are normalised by the checkpoint's own preprocessing
+(:class:`reslab.eval.predictor.Preprocessing`), as :func:`reslab.load` does for prediction.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from reslab.data import TensorLoader, dataset_info, get_dataset, load_arrays, pipeline
+from reslab.data.registry import DatasetInfo
+from reslab.data.transforms import CROP, MULTISCALE_SIZES
+from reslab.errors import ReslabError, choices_hint
+from reslab.eval.metrics import EvalResult
+from reslab.eval.metrics import evaluate as evaluate_batches
+from reslab.eval.predictor import TEST_RESIZE_RATIO, Predictor, load
+from reslab.eval.protocols import predict_multiscale, predict_ten_crop
+from reslab.train.inputs import endless
+from reslab.train.precise_bn import update_bn_stats
+
+PROTOCOLS = ("center", "10crop", "multiscale")
+EVAL_BATCH = 500
+BN_BATCH = 128  # precise-BN batches: the paper's training batch size (Sec. 4.2)
+
+Batch = tuple[Tensor | list[Tensor], Tensor]  # (images, labels)
+
+
+@dataclass
+class Evaluation:
+    """An evaluation and what it was run on.
+
+    Attributes:
+        result: The measured errors and confusion matrix.
+        classes: Class names by label (the data set's).
+        predictor: The evaluated model (with re-estimated BN statistics after ``precise_bn``).
+        data: The data set's name.
+        split: The split.
+        protocol: The test protocol.
+    """
+
+    result: EvalResult
+    classes: list[str]
+    predictor: Predictor
+    data: str
+    split: str
+    protocol: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready numbers with their context."""
+        return {
+            "checkpoint": self.predictor.source, "model": self.predictor.model_name,
+            "data": self.data, "split": self.split, "protocol": self.protocol,
+            **self.result.to_dict(self.classes),
+        }  # fmt: skip
+
+
+def evaluate(checkpoint: str | os.PathLike | Predictor, **options: Any) -> EvalResult:
+    """Evaluate a checkpoint on a data set: ``reslab.evaluate("runs/x", data="cifar10")``.
+
+    Args:
+        checkpoint: A run folder, a weights file or a :class:`Predictor`.
+        **options: The keyword options of :func:`run_evaluation` (``data`` is required).
+
+    Returns:
+        Top-1/top-5 error, loss and the confusion matrix (``EvalResult.to_dict`` for JSON).
+    """
+    return run_evaluation(checkpoint, **options).result
+
+
+def run_evaluation(
+    checkpoint: str | os.PathLike | Predictor,
+    *,
+    data: str,
+    data_dir: str | os.PathLike | None = None,
+    split: str | None = None,
+    protocol: str = "center",
+    precise_bn: int = 0,
+    batch_size: int = EVAL_BATCH,
+    device: str = "auto",
+    model: str | None = None,
+    workers: int = 0,
+    progress: bool | None = None,
+) -> Evaluation:
+    """Evaluate a checkpoint on a data set (see the module docs for the protocols).
+
+    Args:
+        checkpoint: A run folder, a weights file (as :func:`reslab.load` reads) or a
+            :class:`Predictor` (its model is not modified: precise BN works on a copy).
+        data: The data set's name (``reslab.data.DATASETS``).
+        data_dir: The data dir; None for ``$RESLAB_DATA_DIR`` or ``./data``.
+        split: The split; default ``test``, or ``val`` for data sets without a test split.
+        protocol: ``center``, ``10crop`` or ``multiscale``.
+        precise_bn: First re-estimate the BN statistics on this many augmented batches of the
+            ``train`` split (small data sets; :mod:`reslab.train.precise_bn`).
+        batch_size: Images per evaluation batch.
+        device: Where to run, for a path (a :class:`Predictor` keeps its device).
+        model: Architecture for a foreign state dict (see :func:`reslab.load`).
+        workers: DataLoader workers for image-folder data sets.
+        progress: Show a progress bar (default: when stderr is a terminal).
+
+    Returns:
+        The :class:`Evaluation`.
+
+    Raises:
+        ReslabError: Bad checkpoint, data set, split, protocol, option value, or a data set
+            whose classes or image size the checkpoint does not fit.
+    """
+    info = dataset_info(data)
+    split = split or ("test" if "test" in info.splits else "val")
+    if protocol not in PROTOCOLS:
+        raise ReslabError(f"unknown protocol {protocol!r}; {choices_hint(PROTOCOLS)}")
+    if info.small and protocol != "center":
+        raise ReslabError(
+            f"protocol {protocol!r} is for image-folder data (imagenet, folder); {data} is "
+            "tested on the single view of the original image (Sec. 4.2): use --protocol center"
+        )
+    if precise_bn and not info.small:
+        raise ReslabError("--precise-bn is supported on the small data sets (cifar10, "
+                          "cifar100, fashion-mnist, mnist), not on image folders")
+    for name, value, least in (("batch size", batch_size, 1), ("--precise-bn", precise_bn, 0),
+                               ("workers", workers, 0)):
+        if value < least:
+            raise ReslabError(f"{name} must be at least {least}, got {value}")
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else load(
+        checkpoint, device=device, model=model)
+    if info.small:
+        classes, loader, prepare = small_split(predictor, info, data_dir, split,
+                                               batch_size=batch_size)
+    else:
+        classes, loader, prepare = folder_split(predictor, info, data_dir, split,
+                                                protocol=protocol, batch_size=batch_size,
+                                                workers=workers)
+    check_classes(predictor, classes, data=data)
+    if precise_bn:
+        predictor = copy.copy(predictor)
+        predictor.model = copy.deepcopy(predictor.model)
+        update_bn_stats(predictor.model, training_batches(predictor, info, data_dir), precise_bn)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(loader, desc=f"eval {data} {split} ({protocol})", disable=not show)
+    result = evaluate_batches(
+        predictor.model, (prepare(images, labels) for images, labels in bar),
+        num_classes=len(classes), device=predictor.device,
+        predict=protocol_function(protocol, predictor.input_size),
+    )  # fmt: skip
+    return Evaluation(result, classes, predictor, data, split, protocol)
+
+
+def check_classes(predictor: Predictor, classes: list[str], *, data: str) -> None:
+    """Fail when the checkpoint's classes are not the data set's.
+
+    Raises:
+        ReslabError: Another class count, or (for checkpoints with class names) other names.
+    """
+    if len(classes) != len(predictor.classes):
+        raise ReslabError(
+            f"{predictor.source} has {len(predictor.classes)} classes but {data} has "
+            f"{len(classes)}"
+        )
+    if "classes" in predictor.meta and list(predictor.meta["classes"]) != list(classes):
+        raise ReslabError(
+            f"{predictor.source} was trained on the classes {predictor.classes[:5]}..., "
+            f"{data} has {classes[:5]}..."
+        )
+
+
+def small_split(
+    predictor: Predictor, info: DatasetInfo, data_dir: str | os.PathLike | None, split: str,
+    *, batch_size: int,
+) -> tuple[list[str], Iterable[Batch], Callable[..., Batch]]:  # fmt: skip
+    """A small data set's split on the device ([0, 1] batches) and the normalisation step.
+
+    Returns:
+        ``(classes, loader, prepare)``: ``prepare(images, labels)`` gives the model's batch.
+    """
+    arrays = load_arrays(info.name, data_dir, split)
+    shape = (predictor.in_channels, *predictor.input_size)
+    if tuple(arrays.images.shape[1:]) != shape:
+        raise ReslabError(
+            f"{predictor.source} takes {'x'.join(map(str, shape))} images, {info.name} has "
+            f"{'x'.join(map(str, arrays.images.shape[1:]))}"
+        )
+    loader = TensorLoader(arrays.images, arrays.labels, batch_size=batch_size,
+                          device=predictor.device, train=False)
+    return arrays.classes, loader, lambda images, labels: (
+        predictor.preprocessing(images), labels)
+
+
+def training_batches(
+    predictor: Predictor, info: DatasetInfo, data_dir: str | os.PathLike | None
+) -> Iterator[Batch]:
+    """Endless augmented, normalised batches of the ``train`` split (the data set's pad and
+    flip, Sec. 4.2), for precise BN."""
+    arrays = load_arrays(info.name, data_dir, "train")
+    preset = pipeline(info.pipeline)
+    loader = TensorLoader(
+        arrays.images, arrays.labels, batch_size=min(BN_BATCH, len(arrays)),
+        device=predictor.device, train=True, pad=preset.pad, flip=preset.flip,
+    )  # fmt: skip
+    return ((predictor.preprocessing(images), labels) for images, labels in endless(loader))
+
+
+def folder_split(
+    predictor: Predictor, info: DatasetInfo, data_dir: str | os.PathLike | None, split: str,
+    *, protocol: str, batch_size: int, workers: int,
+) -> tuple[list[str], Iterable[Batch], Callable[..., Batch]]:  # fmt: skip
+    """An image-folder split through a DataLoader, in the protocol's views (module docs).
+
+    Returns:
+        ``(classes, loader, prepare)``: ``prepare(images, labels)`` moves a batch to the
+        device; uncropped views of different sizes stay lists of [C, H, W] tensors.
+    """
+    resize = round(max(predictor.input_size) * TEST_RESIZE_RATIO)
+    view = predictor.preprocessing.with_view(
+        resize=None if protocol == "multiscale" else resize, crop=protocol == "center")
+    dataset = get_dataset(info.name, data_dir, split,
+                          transform=v2.Compose([v2.ToDtype(torch.float32, scale=True), view]))
+    device = predictor.device
+    if protocol == "center":
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+        return list(dataset.classes), loader, lambda images, labels: (
+            images.to(device), labels.to(device))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_list)
+    return list(dataset.classes), loader, lambda images, labels: (
+        [image.to(device) for image in images], labels.to(device))
+
+
+def collate_list(samples: list[tuple[Tensor, int]]) -> tuple[list[Tensor], Tensor]:
+    """Batch views of different sizes as a list, with their labels as a tensor."""
+    return [image for image, _ in samples], torch.tensor([label for _, label in samples])
+
+
+def protocol_function(protocol: str, input_size: tuple[int, int]) -> Callable[..., Tensor] | None:
+    """The protocol's ``predict(model, images)`` for :func:`reslab.eval.metrics.evaluate`
+    (None for ``center``: the logits of the single view). Crops and scales follow the input
+    size (224: crops of 224, scales 224 to 640)."""
+    size = max(input_size)
+    if protocol == "10crop":
+        return partial(predict_ten_crop, crop=size)
+    if protocol == "multiscale":
+        scales = [round(side * size / CROP) for side in MULTISCALE_SIZES]
+        return partial(predict_multiscale, scales=scales)
+    return None

@@ -1,0 +1,63 @@
+"""Files that are never seen half-written.
+
+Every file reslab writes (checkpoints, downloads, figures, reports) goes through
+:func:`atomic_write`: the bytes go to a temporary file in the destination's folder, which is then
+renamed over the destination with :func:`os.replace` (atomic on POSIX and Windows). A crash or an
+exception leaves the old file (or no file) in place and removes the temporary one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+# New files get the usual permissions (0o666 less the umask), not mkstemp's private 0o600.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file that replaces ``path`` when the ``with`` block ends without error.
+
+    Args:
+        path: The destination file. Its folder must exist.
+        mode: A write mode for :func:`open`: ``"w"`` (text) or ``"wb"`` (binary).
+        **open_kwargs: Passed to :func:`open` (``encoding``, ``newline``, ...).
+
+    Yields:
+        The open temporary file, in the destination's folder.
+
+    Raises:
+        ValueError: ``mode`` does not write a new file.
+    """
+    if mode not in ("w", "wb", "wt"):
+        raise ValueError(f"atomic_write needs mode 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp_name, 0o666 & ~_UMASK)
+        with open(fd, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def atomic_save_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`).
+
+    Args:
+        path: The destination file. Its folder must exist.
+        data: The complete contents.
+    """
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)

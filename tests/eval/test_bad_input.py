@@ -1,0 +1,95 @@
+"""Bad input to `reslab eval`, `reslab predict` and `reslab export`: one line
+``reslab: error: ...``, exit status 2, no traceback, and no file written or left half-written."""
+
+import os
+import re
+
+import pytest
+from PIL import Image
+
+from reslab.cli import main
+from tests.checkpoint_fixtures import write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Checkpoints (good, truncated, resnet20), images, a regular file."""
+    root = tmp_path_factory.mktemp("bad-input")
+    good = write_checkpoint(root / "model.safetensors")
+    (root / "cut.safetensors").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    write_checkpoint(root / "resnet20.safetensors", model="resnet20", in_channels=3, size=32)
+    Image.new("L", (28, 28), 128).save(root / "good.png")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (root / "file.txt").write_text("a regular file, not a folder")
+    return root
+
+
+def files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+CASES = {
+    "unknown model": (["predict", "{w}/model.safetensors", "{w}/good.png", "--model",
+                       "resnet21x"], "unknown model 'resnet21x'"),
+    "unknown data set": (["eval", "{w}/model.safetensors", "--data", "cifar11"],
+                         "unknown data set 'cifar11'; choose from: cifar10"),
+    "missing data root": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",
+                           "--data-dir", "{w}/nowhere"], "data dir .*nowhere does not exist"),
+    "missing checkpoint": (["predict", "{w}/nothing.safetensors", "{w}/good.png"],
+                           "checkpoint .*nothing.safetensors does not exist"),
+    "truncated checkpoint": (["eval", "{w}/cut.safetensors", "--data", "fashion-mnist",
+                              "--data-dir", "{d}"], "cut.safetensors is truncated or corrupt"),
+    "other architecture": (["export", "{w}/resnet20.safetensors", "--model", "resnet32", "-o",
+                            "{w}/m.onnx"],
+                           r"does not fit this architecture: missing keys \['layer1.3.bn1.bias'"),
+    "undecodable image": (["predict", "{w}/model.safetensors", "{w}/good.png", "{w}/broken.png"],
+                          "cannot decode image .*broken.png: "),
+    "missing image": (["predict", "{w}/model.safetensors", "{w}/gone.png"],
+                      "image .*gone.png does not exist"),
+    "eval output in a missing folder": (
+        ["eval", "{w}/model.safetensors", "--data", "fashion-mnist", "--data-dir", "{d}",
+         "-o", "{w}/missing/out"], "cannot write .*out: folder .*missing does not exist"),
+    "export output in a missing folder": (
+        ["export", "{w}/model.safetensors", "-o", "{w}/missing/m.onnx"],
+        "cannot write .*m.onnx: folder .*missing does not exist"),
+    "eval output under a file": (
+        ["eval", "{w}/model.safetensors", "--data", "fashion-mnist", "--data-dir", "{d}",
+         "-o", "{w}/file.txt/out"], "cannot write .*out: .*file.txt is not a folder"),
+    "export output under a file": (["export", "{w}/model.safetensors", "-o", "{w}/file.txt/m.onnx"],
+                                   "cannot write .*m.onnx: .*file.txt is not a folder"),
+    "unsupported opset": (["export", "{w}/model.safetensors", "-o", "{w}/m.onnx", "--opset", "12"],
+                          "opset 12 is not supported: choose 18 to"),
+    "10-crop of a 28x28 image": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",
+                                  "--data-dir", "{d}", "--protocol", "10crop"],
+                                 "single view of the original image"),
+    "classes of another data set": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",
+                                     "--data-dir", "{d}"],
+                                    "has 3 classes but fashion-mnist has 10"),
+    "bad topk": (["predict", "{w}/model.safetensors", "{w}/good.png", "--topk", "0"],
+                 "--topk must be positive, got 0"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, workspace, fashion_dir, capsys):
+    argv, message = CASES[case]
+    before = files_under(workspace), files_under(fashion_dir)
+    assert main([arg.format(w=workspace, d=fashion_dir) for arg in argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reslab: error: "), captured.err
+    assert "Traceback" not in captured.err
+    assert re.search(message, lines[0]), lines[0]
+    assert (files_under(workspace), files_under(fashion_dir)) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the "
+                    "read-only case is covered by outputs under a regular file")
+def test_read_only_output_folder(workspace, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert main(["export", str(workspace / "model.safetensors"), "-o",
+                 str(locked / "m.onnx")]) == 2
+    assert "is read-only" in capsys.readouterr().err
+    assert list(locked.iterdir()) == []

@@ -1,0 +1,74 @@
+"""`reslab eval` and `reslab predict` end to end: a trained run, JSON and text output, the
+confusion-matrix figure, folders of images."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import reslab
+from reslab.cli import main
+from reslab.data.registry import FASHION_MNIST_CLASSES
+from reslab.train.engine import train
+from tests.checkpoint_fixtures import write_checkpoint
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_of_a_trained_run_reproduces_its_test_error(fashion_dir, tmp_path, capsys):
+    run = train(model="resnet8", data="fashion-mnist", data_dir=str(fashion_dir), iters=4,
+                eval_every=4, log_every=4, batch_size=16, device="cpu", seed=1,
+                train_split="train", val_split="test", test_split="test",
+                out=str(tmp_path / "run"), progress=False)
+    capsys.readouterr()
+    out = tmp_path / "report"
+    assert main(["eval", str(run.run_dir), "--data", "fashion-mnist", "--data-dir",
+                 str(fashion_dir), "--device", "cpu", "--json", "-o", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["top1_error"] == pytest.approx(run.test_error)
+    assert report["checkpoint"].endswith("best.safetensors") and report["count"] == 40
+    assert list(report["per_class_accuracy"]) == list(FASHION_MNIST_CLASSES)
+    assert json.loads((out / "eval-fashion-mnist-test-center.json").read_text()) == report
+    figure = out / "confusion-fashion-mnist-test-center.png"
+    assert figure.read_bytes().startswith(PNG_SIGNATURE)
+    assert Image.open(figure).size[0] > 400
+    assert sorted(p.name for p in out.iterdir()) == [figure.name,
+                                                     "eval-fashion-mnist-test-center.json"]
+
+
+def test_eval_text_output_and_precise_bn(fashion_dir, tmp_path, capsys):
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors",
+                                  classes=list(FASHION_MNIST_CLASSES))
+    assert main(["eval", str(checkpoint), "--data", "fashion-mnist", "--data-dir",
+                 str(fashion_dir), "--precise-bn", "2", "--batch-size", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "resnet8" in text and "top-1 error" in text and "top-5 error" in text
+    assert "T-shirt/top" in text and "(4 images)" in text
+    report = json.loads((tmp_path / "eval-fashion-mnist-test-center.json").read_text())
+    assert report["precise_bn"] == 2
+    plain = reslab.evaluate(checkpoint, data="fashion-mnist", data_dir=fashion_dir)
+    assert report["loss"] != pytest.approx(plain.loss)  # new BN statistics, other numbers
+
+
+def test_predict_images_and_folders(tmp_path, capsys):
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("b.png", "a.jpg", "c.bmp"):
+        image = torch.randint(0, 256, (30, 40, 3), dtype=torch.uint8).numpy()
+        Image.fromarray(image).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    assert main(["predict", str(checkpoint), str(folder), str(folder / "b.png"), "--topk", "2",
+                 "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert [p["image"].rsplit("/", 1)[1] for p in predictions] == ["a.jpg", "b.png", "c.bmp",
+                                                                   "b.png"]
+    assert predictions[1] == predictions[3]
+    expected = reslab.load(checkpoint).topk(folder / "a.jpg", k=2)[0]
+    assert [(p["class"], p["probability"]) for p in predictions[0]["top"]] == [
+        (name, pytest.approx(prob)) for name, prob in expected]
+    assert main(["predict", str(checkpoint), str(folder / "a.jpg")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("a.jpg") and len(lines) == 4  # the path, then the 3 classes
+    assert lines[1].strip().startswith(f"{100 * expected[0][1]:.2f}%")

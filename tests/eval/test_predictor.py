@@ -1,0 +1,112 @@
+"""reslab.load: run folders, our safetensors, torchvision state dicts; the preprocessing; errors."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+
+import reslab
+from reslab.errors import ReslabError
+from tests.checkpoint_fixtures import write_checkpoint
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return write_checkpoint(tmp_path / "model.safetensors")
+
+
+def test_predictions_are_softmax_of_the_normalised_images(checkpoint):
+    predictor = reslab.load(checkpoint)
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    mean = torch.tensor(predictor.meta["preprocess"]["mean"]).view(1, 28, 28)
+    expected_input = images.float() / 255 - mean  # Sec. 4.2: per-pixel mean subtracted
+    torch.testing.assert_close(predictor.preprocess(images), expected_input)
+    probabilities = predictor(images, batch_size=2)
+    torch.testing.assert_close(probabilities, predictor.model(expected_input).softmax(1))
+    assert not predictor.model.training
+    assert predictor.classes == ["cat", "dog", "fox"] and predictor.input_size == (28, 28)
+    top = predictor.topk(images[0], k=5)  # k capped at the 3 classes
+    assert [name for name, _ in top[0]] == [
+        predictor.classes[i] for i in probabilities[0].argsort(descending=True)]
+    assert sum(p for _, p in top[0]) == pytest.approx(1, abs=1e-5)
+
+
+def test_pil_images_and_files_of_any_size_and_mode(checkpoint, tmp_path):
+    predictor = reslab.load(checkpoint)
+    rgb = Image.fromarray(torch.randint(0, 256, (40, 56, 3), dtype=torch.uint8).numpy())
+    rgb.save(tmp_path / "photo.png")
+    from_pil, from_file = predictor.preprocess([rgb, tmp_path / "photo.png"])
+    assert from_pil.shape == (1, 28, 28)  # grey, shorter side resized, centre-cropped
+    torch.testing.assert_close(from_pil, from_file)
+    grey = rgb.convert("L").resize((28, 28))
+    exact = torch.from_numpy(np.array(grey)).float()[None] / 255  # [1, 28, 28]
+    torch.testing.assert_close(predictor.preprocess(grey)[0],
+                               exact - predictor.preprocessing.mean)
+
+
+def test_grey_images_for_an_rgb_model(tmp_path):
+    predictor = reslab.load(write_checkpoint(tmp_path / "rgb.safetensors", in_channels=3,
+                                             size=32))
+    grey = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(predictor.preprocess(grey),
+                               predictor.preprocess(grey.expand(-1, 3, -1, -1)))
+
+
+def test_run_folder_prefers_best_then_last(tmp_path):
+    write_checkpoint(tmp_path / "last.safetensors", classes=["a", "b"])
+    assert reslab.load(tmp_path).classes == ["a", "b"]
+    write_checkpoint(tmp_path / "best.safetensors", classes=["x", "y"])
+    assert reslab.load(tmp_path).source.endswith("best.safetensors")
+
+
+def test_torchvision_state_dict(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50().eval()
+    state = {f"module.{k}": v for k, v in reference.state_dict().items()}  # DDP prefix
+    torch.save({"state_dict": state}, tmp_path / "resnet50.pth")
+    predictor = reslab.load(tmp_path / "resnet50.pth", model="resnet50")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # torchvision's v1.5 bottleneck, the same numbers
+        torch.testing.assert_close(predictor.model(x), reference(x))
+    assert predictor.classes[:2] == ["tench", "goldfish"]  # torchvision's ImageNet names
+    fallback = predictor.preprocessing  # resize 256, centre crop 224, ImageNet mean/std
+    assert (fallback.resize, fallback.size) == (256, (224, 224))
+    assert predictor.preprocess(torch.zeros(3, 300, 400, dtype=torch.uint8)).shape == (
+        1, 3, 224, 224)
+    with pytest.raises(ReslabError, match="no reslab metadata.*model='resnet50'"):
+        reslab.load(tmp_path / "resnet50.pth")
+
+
+def test_bad_checkpoints(tmp_path, checkpoint):
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(checkpoint.read_bytes()[:-1000])
+    bad_meta = tmp_path / "meta.safetensors"
+    save_file({"w": torch.zeros(1)}, bad_meta, metadata={"reslab": "{not json"})
+    resnet20 = write_checkpoint(tmp_path / "resnet20.safetensors", model="resnet20",
+                                in_channels=3, size=32)
+    cases = [
+        (tmp_path / "missing.safetensors", "does not exist"),
+        (tmp_path, "not a run folder: it has no best.safetensors or last.safetensors"),
+        (cut, "truncated or corrupt"),
+        (bad_meta, "truncated or corrupt"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ReslabError, match=message):
+            reslab.load(path)
+    with pytest.raises(ReslabError, match=r"does not fit this architecture: missing keys "
+                                          r"\['layer1\.3\.bn1\.bias'"):
+        reslab.load(resnet20, model="resnet32")
+    with pytest.raises(ReslabError, match=r"does not fit this architecture: \S+: "
+                                          r"checkpoint \([\d, ]+\) vs model \([\d, ]+\)"):
+        reslab.load(resnet20, model="resnet18")
+
+
+def test_undecodable_image_and_bad_tensors(checkpoint, tmp_path):
+    predictor = reslab.load(checkpoint)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(ReslabError, match="cannot decode image .*broken.png"):
+        predictor.topk(tmp_path / "broken.png")
+    with pytest.raises(ReslabError, match="uint8"):
+        predictor(torch.rand(1, 1, 28, 28))

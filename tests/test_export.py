@@ -1,0 +1,44 @@
+"""`reslab export --format onnx`: the file runs in onnxruntime at any batch size with PyTorch's
+numbers, and carries the class names and preprocessing."""
+
+import json
+
+import numpy as np
+import onnxruntime
+import torch
+
+import reslab
+from reslab.cli import main
+from tests.checkpoint_fixtures import write_checkpoint
+
+
+def test_onnx_matches_pytorch_at_batch_1_and_7(tmp_path, capsys):
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors")
+    out = tmp_path / "export"
+    out.mkdir()
+    assert main(["export", str(checkpoint), "--format", "onnx", "-o", str(out / "model.onnx"),
+                 "--opset", "18"]) == 0
+    assert "images float32 [batch, 1, 28, 28] -> logits [batch, 3]" in capsys.readouterr().out
+    assert [p.name for p in out.iterdir()] == ["model.onnx"]  # no temporary file left
+
+    session = onnxruntime.InferenceSession(out / "model.onnx", providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    assert graph_input.name == "images" and graph_input.shape[1:] == [1, 28, 28]
+    assert isinstance(graph_input.shape[0], str)  # the dynamic batch axis
+    predictor = reslab.load(checkpoint)
+    for batch in (1, 7):
+        images = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8)
+        x = predictor.preprocess(images)
+        (logits,) = session.run(None, {"images": x.numpy()})
+        with torch.no_grad():
+            expected = predictor.model(x).numpy()
+        assert logits.shape == (batch, 3)
+        assert np.abs(logits - expected).max() <= 1e-4
+
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["reslab.classes"]) == ["cat", "dog", "fox"]
+    preprocess = json.loads(metadata["reslab.preprocess"])
+    assert preprocess["size"] == [28, 28] and preprocess["mean_shape"] == [1, 28, 28]
+    np.testing.assert_allclose(preprocess["mean"],
+                               predictor.preprocessing.mean.flatten().numpy(), atol=1e-6)
+    assert metadata["reslab.model"] == "resnet8"
