@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "reslab.commands.eval",
     "reslab.commands.predict",
     "reslab.commands.export",
+    "reslab.commands.experiment",
+    "reslab.commands.show",
+    "reslab.commands.bench",
 )
 
 EXIT_USAGE = 2

@@ -48,6 +48,8 @@ def test_run_folder_contents(data_dir, tmp_path):
     _, meta = read_weights(out / "last.safetensors")
     assert meta["model"] == "resnet8" and meta["in_channels"] == 1 and len(meta["classes"]) == 10
     assert len(meta["preprocess"]["mean"]) == 28 * 28
+    with pytest.raises(reslab.ReslabError, match="already holds a run; continue it with --resume"):
+        train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
 
 
 def test_resume_is_exact(data_dir, tmp_path):

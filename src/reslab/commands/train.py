@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import typing
+from pathlib import Path
 
 from reslab.errors import ReslabError
 from reslab.train.config import FIELDS, TrainConfig, resolve
@@ -20,7 +22,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         help_text = field.metadata.get("help", "")
-        if _HINTS[name] is bool:
+        if _HINTS[name] in (bool, bool | None):  # None: the default decides
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
         elif typing.get_origin(_HINTS[name]) is list:
@@ -57,23 +59,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="set any config key (repeatable)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when on a terminal)")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="train with N processes on this machine (one per GPU) through "
+                        "torchrun; for several machines run torchrun yourself "
+                        "(docs/DISTRIBUTED.md)")
     add_config_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab train``."""
+    from reslab.train.distributed import env_ranks
     from reslab.train.engine import train
 
     overrides = config_overrides(args)
     if args.stop_after is not None and args.stop_after <= 0:
         raise ReslabError(f"--stop-after must be positive, got {args.stop_after}")
+    if args.nproc is not None:
+        return _launch(args, overrides)
     if args.resume:
         result = train(resume=args.resume, stop_after=args.stop_after, progress=args.progress,
                        **overrides)
     else:
         config = resolve(overrides, config_file=args.config)
         result = train(config, stop_after=args.stop_after, progress=args.progress)
+    if env_ranks()[0] != 0:
+        return 0  # rank 0 reports
     status = "finished" if result.finished else "stopped (resume with --resume)"
     print(f"run {status} at iteration {result.iteration}: {result.run_dir}")
     for label, value in (("best val error", result.best_val_error),
@@ -83,3 +94,41 @@ def run(args: argparse.Namespace) -> int:
     print(f"  curves: {result.run_dir / 'curves.png'}   weights: "
           f"{result.run_dir / 'last.safetensors'}   metrics: {result.run_dir / 'metrics.csv'}")
     return 0
+
+
+def _launch(args: argparse.Namespace, overrides: dict[str, typing.Any]) -> int:
+    """``--nproc N``: check the run here (one error line, not one per rank), then start N ranks
+    of the same command, without ``--nproc``, through torchrun's launcher."""
+    from reslab.train.distributed import env_ranks, launch_local, rank_device
+    from reslab.train.engine import resumed_config
+
+    if env_ranks()[1] > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
+        raise ReslabError("--nproc starts torchrun itself; leave it out under torchrun")
+    if args.nproc < 1:
+        raise ReslabError(f"--nproc must be at least 1, got {args.nproc}")
+    config = (resumed_config(Path(args.resume), overrides) if args.resume
+              else resolve(overrides, config_file=args.config))
+    rank_device(config.device, local_rank=args.nproc - 1, distributed=args.nproc > 1)
+    if config.batch_size % args.nproc:
+        raise ReslabError(f"the global batch {config.batch_size} does not divide into "
+                          f"--nproc {args.nproc} equal shards")
+    return launch_local(args.nproc, _rank_argv(args, overrides))
+
+
+def _rank_argv(args: argparse.Namespace, overrides: dict[str, typing.Any]) -> list[str]:
+    """The ``reslab`` arguments of every rank: this command without ``--nproc``, config keys
+    passed as ``--set KEY=VALUE``."""
+    argv = ["train"]
+    for flag, value in (("--config", args.config), ("--resume", args.resume),
+                        ("--stop-after", args.stop_after)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.progress is not None:
+        argv.append("--progress" if args.progress else "--no-progress")
+    for key, value in overrides.items():
+        if isinstance(value, list):
+            value = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        argv.append(f"--set={key}={value}")
+    return argv

@@ -71,23 +71,31 @@ class MetricAccumulator:
         """
         scores = scores.float()
         log_p = scores.clamp_min(1e-12).log() if probabilities else F.log_softmax(scores, 1)
-        self.loss += F.nll_loss(log_p, labels, reduction="sum").double()
+        # per-sample losses summed in float64: the same total whatever the batches' split
+        self.loss += F.nll_loss(log_p, labels, reduction="none").double().sum()
         predicted = scores.argmax(1)
         self.confusion += torch.bincount(labels * self.num_classes + predicted,
                                          minlength=self.num_classes**2)
         topk = scores.topk(self.k, dim=1).indices  # (N, k)
         self.top5_hits += (topk == labels[:, None]).any(1).sum()
 
-    def result(self) -> EvalResult:
-        """Read the sums (one host transfer)."""
-        confusion = self.confusion.view(self.num_classes, self.num_classes).cpu()
+    def result(self, *, reduce: Callable[[Tensor], Tensor] | None = None) -> EvalResult:
+        """Read the sums (one host transfer).
+
+        Args:
+            reduce: Applied once to each sum before it is read; with
+                :func:`reslab.train.distributed.all_reduce_sum`, ranks that each accumulated
+                their own shard of a data set all get the result of the whole data set.
+        """
+        reduce = reduce or (lambda sums: sums)
+        confusion = reduce(self.confusion).view(self.num_classes, self.num_classes).cpu()
         count = int(confusion.sum())
         correct = int(confusion.diag().sum())
         denominator = max(count, 1)
         return EvalResult(
             top1_error=1 - correct / denominator if count else float("nan"),
-            top5_error=1 - int(self.top5_hits) / denominator if count else float("nan"),
-            loss=float(self.loss) / denominator if count else float("nan"),
+            top5_error=1 - int(reduce(self.top5_hits)) / denominator if count else float("nan"),
+            loss=float(reduce(self.loss)) / denominator if count else float("nan"),
             count=count,
             confusion=confusion,
         )
@@ -102,6 +110,7 @@ def evaluate(
     device: torch.device,
     predict: Callable[[nn.Module, Tensor], Tensor] | None = None,
     amp: bool = False,
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``batches`` in eval mode (the mode is restored afterwards).
 
@@ -113,6 +122,8 @@ def evaluate(
         predict: A test protocol returning class probabilities for a batch (e.g. 10-crop,
             :mod:`reslab.eval.protocols`); default: the logits ``model(x)``.
         amp: bf16 autocast (CUDA/CPU where supported).
+        reduce: Combines the ranks' sums when each rank evaluates its own shard (see
+            :meth:`MetricAccumulator.result`).
 
     Returns:
         The :class:`EvalResult`.
@@ -127,4 +138,4 @@ def evaluate(
             metrics.update(scores, labels, probabilities=predict is not None)
     finally:
         model.train(was_training)
-    return metrics.result()
+    return metrics.result(reduce=reduce)

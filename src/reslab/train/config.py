@@ -71,15 +71,23 @@ class TrainConfig:
     eval_every: int = _opt(1000, "evaluate and checkpoint every N iterations")
     log_every: int = _opt(100, "log training loss/error every N iterations")
     precise_bn: int = _opt(0, "re-estimate BN statistics on N training batches before evaluating")
+    monitor: int = _opt(0, "every N iterations record per-layer activation/gradient std and "
+                        "update/weight ratio (monitor.csv); 0: off")
     # System.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     amp: bool = _opt(False, "bf16 autocast where supported")
-    channels_last: bool = _opt(False, "channels-last memory format")
+    channels_last: bool | None = _opt(None, "channels-last memory format (default: on for CUDA)")
     compile: bool = _opt(False, "torch.compile the model")
+    compile_step: bool = _opt(False, "torch.compile the whole step: forward, backward and SGD")
+    cuda_graphs: bool = _opt(False, "replay each step as one CUDA graph (one GPU, fixed shapes)")
+    fused_sgd: bool = _opt(True, "one fused SGD kernel for all parameters (off: torch's default)")
     seed: int = _opt(0, "random seed")
     deterministic: bool = _opt(False, "deterministic algorithms (bit-exact resume on CPU)")
     workers: int = _opt(4, "DataLoader workers for image-folder data sets")
     init: str | None = _opt(None, "initialise from a checkpoint (fine-tuning)")
+    # Several processes (torchrun; docs/DISTRIBUTED.md).
+    sync_bn: bool = _opt(False, "BN statistics over the global batch (the paper's are per GPU)")
+    dist_timeout: float = _opt(600.0, "seconds to wait for the rendezvous and for any collective")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain data (for JSON/TOML)."""
@@ -244,13 +252,15 @@ def validate(config: TrainConfig) -> None:
     model_info(config.model)  # unknown names fail here, before any data is read
     dataset_info(config.data)
     positive = {"batch_size": config.batch_size, "lr": config.lr, "iters": config.iters,
-                "eval_every": config.eval_every, "log_every": config.log_every}
+                "eval_every": config.eval_every, "log_every": config.log_every,
+                "dist_timeout": config.dist_timeout}
     for key, value in positive.items():
         if value <= 0:
             raise ReslabError(f"{key} must be positive, got {value}")
     if config.epochs is not None and config.epochs <= 0:
         raise ReslabError(f"epochs must be positive, got {config.epochs}")
-    for key in ("momentum", "weight_decay", "label_smoothing", "precise_bn", "pad", "workers"):
+    for key in ("momentum", "weight_decay", "label_smoothing", "precise_bn", "pad", "workers",
+                "monitor"):
         if getattr(config, key) < 0:
             raise ReslabError(f"{key} must not be negative, got {getattr(config, key)}")
     if config.schedule not in SCHEDULES:

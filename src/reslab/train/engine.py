@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from reslab.analysis.monitor import Monitor
 from reslab.errors import ReslabError
 from reslab.eval.metrics import EvalResult, evaluate
 from reslab.models import create_model, model_info
@@ -33,11 +33,20 @@ from reslab.train.checkpoint import (
     save_trainer_state,
     save_weights,
 )
-from reslab.train.config import TrainConfig, read_toml, resolve
+from reslab.train.config import TrainConfig, coerce, read_toml, resolve
+from reslab.train.distributed import (
+    World,
+    all_reduce_sum,
+    average_buffers,
+    data_parallel,
+    join,
+    sum_over_ranks,
+)
 from reslab.train.inputs import Inputs, build_inputs, endless
 from reslab.train.precise_bn import update_bn_stats
 from reslab.train.rundir import RunDir, check_output_folder
 from reslab.train.schedule import LRSchedule
+from reslab.train.step import TrainStep, device_defaults
 
 
 @dataclass
@@ -85,18 +94,32 @@ def train(
         The :class:`RunResult`.
     """
     if resume is not None:
-        config = _resumed_config(Path(resume), overrides)
+        config = resumed_config(Path(resume), overrides)
     elif not isinstance(config, TrainConfig):
         config = resolve({**(config or {}), **overrides})
-    trainer = Trainer(config, resume=resume is not None, progress=progress)
-    return trainer.run(stop_after=stop_after)
+    with join(config.device, timeout_s=config.dist_timeout) as world:  # torchrun's ranks
+        trainer = Trainer(config, resume=resume is not None, progress=progress, world=world)
+        return trainer.run(stop_after=stop_after)
 
 
-def _resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The configuration a resume of ``run_dir`` runs with: the saved one, with only the keys
+    that do not change the training (device, workers, out, dist_timeout) taken from ``overrides``.
+
+    Raises:
+        ReslabError: Not a run folder, or ``overrides`` change the global batch (refused).
+    """
     if not (run_dir / "config.toml").is_file() or not (run_dir / "trainer_state.pt").is_file():
         raise ReslabError(f"{run_dir} is not a run folder (no config.toml and trainer_state.pt)")
     saved = read_toml(run_dir / "config.toml")
-    changed = {k: v for k, v in overrides.items() if k in ("device", "workers", "out")}
+    batch = coerce("batch_size", overrides.get("batch_size", saved["batch_size"]))
+    if batch != saved["batch_size"]:
+        raise ReslabError(
+            f"{run_dir} was trained with global batch {saved['batch_size']}, not {batch}: its data "
+            "position and schedule count those batches (any rank count dividing it can resume); "
+            f"start a new run with --init {run_dir / 'last.safetensors'} to change it")
+    changed = {k: v for k, v in overrides.items()
+               if k in ("device", "workers", "out", "dist_timeout")}
     return resolve({**saved, **changed, "out": str(run_dir)})
 
 
@@ -106,21 +129,29 @@ class Trainer:
     Args:
         config: The resolved configuration.
         resume: Continue from ``config.out``'s trainer state.
-        progress: Progress bar on/off (None: when stderr is a terminal).
+        progress: Progress bar on/off (None: when stderr is a terminal); rank 0 only.
+        world: This process's place among torchrun's ranks (:func:`reslab.train.distributed.join`);
+            None: a single process on ``config.device``.
     """
 
     def __init__(self, config: TrainConfig, *, resume: bool = False,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, world: World | None = None) -> None:
         self.config = cfg = config
-        self.rank, self.world_size = 0, 1
+        self.world = world or World(select_device(cfg.device))
+        self.rank, self.world_size = self.world.rank, self.world.world_size
         self.is_main = self.rank == 0
-        self.device = select_device(cfg.device)
+        self.device = self.world.device
+        self.config = cfg = device_defaults(cfg, self.device)  # channels-last on CUDA
         self.amp = cfg.amp and bf16_supported(self.device)
         seed_everything(cfg.seed + self.rank, deterministic=cfg.deterministic)
-        self.show_progress = sys.stderr.isatty() if progress is None else progress
+        self.show_progress = self.is_main and (sys.stderr.isatty() if progress is None
+                                               else progress)
 
         out = Path(cfg.out or f"runs/{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_output_folder(out)
+        if not resume and (out / "trainer_state.pt").exists():
+            raise ReslabError(f"{out} already holds a run; continue it with --resume {out} "
+                              "or choose another --out")
         self.inputs: Inputs = build_inputs(cfg, self.device, rank=self.rank,
                                            world_size=self.world_size)
         self.iters_per_epoch = len(self.inputs.train)
@@ -138,11 +169,12 @@ class Trainer:
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.step_model = torch.compile(self.model) if cfg.compile else self.model
+        self.model, step_model = data_parallel(self.model, self.world, sync_bn=cfg.sync_bn)
+        self.step_model = torch.compile(step_model) if cfg.compile else step_model
 
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, fused=cfg.fused_sgd or None,
         )
         self.schedule = LRSchedule(
             base_lr=cfg.lr, total_iters=self.total_iters, kind=cfg.schedule,
@@ -150,6 +182,7 @@ class Trainer:
             warmup_lr=cfg.warmup_lr, warmup_error=cfg.warmup_error,
         )
         self.iteration = 0
+        self.bn_batches = None  # precise-BN batches, started at the first evaluation
         self.best_val_error: float | None = None
         self.last_eval: dict[str, EvalResult] = {}
         if resume:
@@ -157,6 +190,10 @@ class Trainer:
         self.run_dir = RunDir(out, enabled=self.is_main,
                               resume_iteration=self.iteration if resume else None)
         self.run_dir.write_config(cfg.to_dict(), device=str(self.device))
+        self.monitor = None  # the course's training monitors (reslab.analysis.monitor)
+        if cfg.monitor > 0 and self.is_main:
+            self.monitor = Monitor(self.model, every=cfg.monitor, csv_path=out / "monitor.csv",
+                                   run_dir=self.run_dir, start=self.iteration)
 
     # -- set-up helpers ------------------------------------------------------------------------
 
@@ -182,10 +219,13 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.inputs.train.load_state_dict(state["loader"])
+        if self.inputs.bn_loader is not None and state.get("bn_loader"):
+            self.inputs.bn_loader.load_state_dict(state["bn_loader"])
         self.iteration = state["iteration"]
         self.best_val_error = state["best_val_error"]
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        if self.is_main:  # the other ranks keep their own seeds (seed + rank)
+            torch.set_rng_state(state["rng"]["torch"])
+            random.setstate(state["rng"]["python"])
 
     def checkpoint_meta(self, **extra: Any) -> dict[str, Any]:
         """The metadata stored in every weights file (what ``reslab.load`` needs)."""
@@ -203,7 +243,12 @@ class Trainer:
     def run(self, *, stop_after: int | None = None) -> RunResult:
         """Train until the last iteration, a stop request (Ctrl-C, SIGTERM) or ``stop_after``."""
         cfg = self.config
-        model, optimizer, loader = self.step_model, self.optimizer, self.inputs.train
+        loader = self.inputs.train
+        monitor_hook = None if self.monitor is None else (
+            lambda: self.monitor.after_backward(self.iteration + 1))
+        step = TrainStep(self.step_model, self.optimizer, amp=self.amp,
+                         label_smoothing=cfg.label_smoothing, compile_step=cfg.compile_step,
+                         cuda_graphs=cfg.cuda_graphs, after_backward=monitor_hook)
         end = self.total_iters if stop_after is None else min(self.total_iters,
                                                               self.iteration + stop_after)
         loss_sum = torch.zeros((), device=self.device)
@@ -213,19 +258,14 @@ class Trainer:
                    desc=f"{cfg.model} on {cfg.data}", unit="it", dynamic_ncols=True)
         batches = endless(loader)
         tic = time.perf_counter()
-        with _stop_requests() as stop:
+        with _stop_requests(distributed=self.world_size > 1, announce=self.is_main) as stop:
             while self.iteration < end and not stop.requested:
                 images, labels = next(batches)  # (B, C, H, W) float on device, (B,) int64
                 lr = self.schedule.lr(self.iteration)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    logits = model(images)  # (B, num_classes)
-                    loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                loss, logits = step(images, labels, lr=lr)  # (), (B, num_classes); detached
                 self.iteration += 1
+                if self.monitor is not None:
+                    self.monitor.after_step(self.iteration)
                 loss_sum += loss.detach() * labels.numel()  # stays on the device: no sync
                 wrong_sum += (logits.detach().argmax(1) != labels).sum()
                 seen += labels.numel()
@@ -233,10 +273,12 @@ class Trainer:
 
                 if self.iteration % cfg.log_every == 0 or self.iteration == end:
                     elapsed = time.perf_counter() - tic
+                    loss_total, wrong_total, count, stop_votes = sum_over_ranks(
+                        [loss_sum, wrong_sum, seen, stop.signalled], device=self.device)
+                    stop.requested = stop.requested or stop_votes > 0  # every rank agrees
                     row = {"iteration": self.iteration, "epoch": self.epoch, "lr": lr,
-                           "train_loss": loss_sum.item() / seen,
-                           "train_error": wrong_sum.item() / seen,
-                           "images_per_s": seen * self.world_size / elapsed}
+                           "train_loss": loss_total / count, "train_error": wrong_total / count,
+                           "images_per_s": count / elapsed}
                     self.schedule.observe_train_error(row["train_error"])
                     self._report(row, bar)
                     loss_sum.zero_(), wrong_sum.zero_()
@@ -275,10 +317,14 @@ class Trainer:
 
     def _evaluate_and_checkpoint(self, lr: float, bar: tqdm) -> None:
         if self.config.precise_bn:
-            update_bn_stats(self.model, self.inputs.bn_batches, self.config.precise_bn)
+            if self.bn_batches is None:
+                self.bn_batches = endless(self.inputs.bn_loader)
+            update_bn_stats(self.model, self.bn_batches, self.config.precise_bn)
+        average_buffers(self.model)  # one set of BN statistics on every rank
         for role, loader in self.inputs.evals.items():
             self.last_eval[role] = evaluate(self.model, loader, num_classes=len(self.inputs.classes),
-                                            device=self.device, amp=self.amp)
+                                            device=self.device, amp=self.amp,
+                                            reduce=all_reduce_sum)  # each rank saw a shard
         row = {"iteration": self.iteration, "epoch": self.epoch, "lr": lr}
         val = self.last_eval.get("val")
         if val is not None:
@@ -309,28 +355,40 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "loader": self.inputs.train.state_dict(),
+            "bn_loader": self.inputs.bn_loader.state_dict() if self.inputs.bn_loader else None,
             "best_val_error": self.best_val_error,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         })
 
 
 class _StopFlag:
-    requested = False
+    signalled = False  # this process got Ctrl-C or SIGTERM
+    requested = False  # the loop stops (distributed: once the ranks agreed at a log step)
 
 
 @contextmanager
-def _stop_requests():
+def _stop_requests(*, distributed: bool = False, announce: bool = True):
     """Turn Ctrl-C and SIGTERM into a flag checked between steps, so that the run stops at a
-    step boundary with a consistent checkpoint (a second Ctrl-C interrupts at once)."""
+    step boundary with a consistent checkpoint (a second Ctrl-C interrupts at once).
+
+    Distributed runs stop at the next log step, where the ranks agree (they may be signalled at
+    different steps), and ignore repeated signals: torchrun's agent forwards the signals it
+    gets and kills the ranks still running after its shutdown timeout (30 s).
+    """
     flag = _StopFlag()
     previous = {}
 
     def handler(signum, frame):
-        if flag.requested:
+        if flag.signalled:
+            if distributed:
+                return
             raise KeyboardInterrupt
-        flag.requested = True
-        print("\nreslab: stopping after this step (checkpoint follows); Ctrl-C again to abort",
-              file=sys.stderr)
+        flag.signalled = True
+        flag.requested = flag.requested or not distributed
+        if announce:
+            when = "at the next log step" if distributed else "after this step"
+            again = "" if distributed else "; Ctrl-C again to abort"
+            print(f"\nreslab: stopping {when} (checkpoint follows){again}", file=sys.stderr)
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,8 +8,15 @@ from typing import Any
 
 import torch
 
-from reslab.data import TensorLoader, dataset_info, load_arrays, per_pixel_mean
-from reslab.errors import ReslabError
+from reslab.data import (
+    TensorLoader,
+    dataset_info,
+    get_dataset,
+    load_arrays,
+    per_pixel_mean,
+    pipeline,
+)
+from reslab.data.image_loader import ImageLoader
 from reslab.train.config import TrainConfig
 
 EVAL_BATCH = 500
@@ -26,8 +33,8 @@ class Inputs:
         in_channels: Image channels.
         input_size: Image (H, W).
         preprocess: The normalisation, saved in checkpoints so that inference repeats it.
-        bn_batches: Training batches for precise BN, from a loader of their own so that the
-            training loader's position (and an exact resume) is untouched.
+        bn_loader: Training batches for precise BN, from a loader of their own so that the
+            training loader's position is untouched (its own position is checkpointed too).
     """
 
     train: Any
@@ -36,7 +43,7 @@ class Inputs:
     in_channels: int
     input_size: tuple[int, int]
     preprocess: dict[str, Any] = field(default_factory=dict)
-    bn_batches: Any = None
+    bn_loader: Any = None
 
 
 def build_inputs(
@@ -46,7 +53,9 @@ def build_inputs(
 
     Small data sets (CIFAR, Fashion-MNIST, MNIST) use the on-device fast path
     (:class:`reslab.data.TensorLoader`); the per-pixel mean of the training split (Sec. 4.2) is
-    computed once here and reused for every split and saved with the model.
+    computed once here and reused for every split and saved with the model. Image-folder data
+    sets (ImageNet, ``folder``) decode JPEGs in ``config.workers`` processes with the Sec. 3.4
+    pipeline (:class:`reslab.data.ImageLoader`) and are evaluated on the center 224 crop.
 
     Args:
         config: The run's configuration.
@@ -58,11 +67,12 @@ def build_inputs(
         The :class:`Inputs`.
     """
     info = dataset_info(config.data)
-    if not info.small:
-        raise ReslabError(
-            f"training on {config.data!r} (an image-folder data set) is not supported by "
-            "`reslab train` yet; use cifar10, cifar100, fashion-mnist or mnist"
-        )
+    build = _small_inputs if info.small else _image_inputs
+    return build(config, device, rank=rank, world_size=world_size)
+
+
+def _small_inputs(config: TrainConfig, device: torch.device, *, rank: int,
+                  world_size: int) -> Inputs:
     train = load_arrays(config.data, config.data_dir, config.train_split)
     mean = per_pixel_mean(train.images)  # (C, H, W) in [0, 1]
     common = dict(device=device, mean=mean, rank=rank, world_size=world_size,
@@ -75,21 +85,62 @@ def build_inputs(
         )
 
     evals = {}
-    for role, split in (("val", config.val_split), ("test", config.test_split)):
-        if split:
-            arrays = load_arrays(config.data, config.data_dir, split)
-            evals[role] = TensorLoader(arrays.images, arrays.labels, batch_size=EVAL_BATCH,
-                                       train=False, seed=config.seed, **common)
+    for role, split in _eval_splits(config):
+        arrays = load_arrays(config.data, config.data_dir, split)
+        evals[role] = TensorLoader(arrays.images, arrays.labels, batch_size=EVAL_BATCH,
+                                   train=False, seed=config.seed, **common)
     return Inputs(
         train=train_loader(config.seed),
         evals=evals,
         classes=list(train.classes),
         in_channels=train.images.shape[1],
         input_size=tuple(train.images.shape[2:]),
-        bn_batches=endless(train_loader(config.seed + 1)) if config.precise_bn else None,
-        preprocess={"kind": "per-pixel-mean", "scale": 1 / 255, "shape": list(mean.shape),
-                    "mean": [round(v, 6) for v in mean.flatten().tolist()]},
+        bn_loader=train_loader(config.seed + 1) if config.precise_bn else None,
+        preprocess=_preprocess_meta(mean),
     )
+
+
+def _image_inputs(config: TrainConfig, device: torch.device, *, rank: int,
+                  world_size: int) -> Inputs:
+    info = dataset_info(config.data)
+    preset = pipeline(info.pipeline, flip=config.flip)
+    train_transform = preset.train if config.augment else preset.eval("center")
+    common = dict(device=device, rank=rank, world_size=world_size, workers=config.workers,
+                  channels_last=config.channels_last)
+
+    def train_loader(seed: int) -> ImageLoader:
+        dataset = get_dataset(config.data, config.data_dir, config.train_split,
+                              transform=train_transform, seed=seed)
+        return ImageLoader(dataset, batch_size=config.batch_size, train=True, seed=seed, **common)
+
+    train = train_loader(config.seed)
+    evals = {}
+    for role, split in _eval_splits(config):
+        dataset = get_dataset(config.data, config.data_dir, split,
+                              transform=preset.eval("center"), seed=config.seed)
+        evals[role] = ImageLoader(dataset, batch_size=config.batch_size, train=False,
+                                  seed=config.seed, **common)
+    return Inputs(
+        train=train,
+        evals=evals,
+        classes=list(train.dataset.classes),
+        in_channels=info.channels,
+        input_size=tuple(preset.size),
+        bn_loader=train_loader(config.seed + 1) if config.precise_bn else None,
+        preprocess=_preprocess_meta(preset.mean),
+    )
+
+
+def _eval_splits(config: TrainConfig) -> list[tuple[str, str]]:
+    return [(role, split) for role, split in (("val", config.val_split),
+                                              ("test", config.test_split)) if split]
+
+
+def _preprocess_meta(mean: torch.Tensor) -> dict[str, Any]:
+    """What inference must repeat: pixels scaled to [0, 1], then ``mean`` (per-pixel [C, H, W]
+    or per-channel [C]) subtracted."""
+    return {"kind": "per-pixel-mean", "scale": 1 / 255, "shape": list(mean.shape),
+            "mean": [round(v, 6) for v in mean.flatten().tolist()]}
 
 
 def endless(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

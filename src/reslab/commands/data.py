@@ -1,0 +1,95 @@
+"""``reslab data get|verify|show``: fetch, check and look at the data sets."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from reslab.data import DATASETS, download, verify
+from reslab.data.grid import preview, render_grid, save_png
+from reslab.errors import ReslabError
+
+DATA_DIR_HELP = "the data dir (default: $RESLAB_DATA_DIR, else ./data; for 'folder': the tree)"
+
+
+def _add_action(
+    actions: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    summary: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """One ``reslab data`` action taking NAME and --data-dir."""
+    parser = actions.add_parser(name, help=summary, description=description)
+    parser.add_argument("name", choices=sorted(DATASETS), metavar="NAME",
+                        help="data set: " + ", ".join(sorted(DATASETS)))  # fmt: skip
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``reslab data`` and its sub-commands."""
+    parser = subparsers.add_parser(
+        "data", help="get, verify and show the data sets",
+        description="The paper's data sets in their official formats.",
+    )  # fmt: skip
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                    parser_class=type(parser))  # fmt: skip
+    get = _add_action(
+        actions, "get", run_get,
+        summary="download a data set (MD5 checked) unless it is already there",
+        description="Download CIFAR-10/100 or (Fashion-)MNIST with the official checksums. "
+        "ImageNet and folder trees are placed by hand: ImageNet as "
+        "DIR/imagenet/train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (or a flat val/ with "
+        "DIR/imagenet/LOC_val_solution.csv).",
+    )  # fmt: skip
+    get.add_argument("--mirror", action="append", metavar="URL",
+                     help="base URL to download from instead of the official ones (repeatable)")
+    _add_action(
+        actions, "verify", run_verify,
+        summary="read every file; counts, checksums and per-class counts",
+        description="Decode the whole data set and compare it with the official release. "
+        "Exit status 2 with one line on the first problem.",
+    )  # fmt: skip
+    show = _add_action(
+        actions, "show", run_show, summary="write a labelled grid of samples as a PNG",
+        description="Samples spread over a split, with their class names; with --augmented "
+        "as the training augmentation makes them.",
+    )  # fmt: skip
+    show.add_argument("--split", default="train", help="split (default: train)")
+    show.add_argument("--augmented", action="store_true", help="apply the training augmentation")
+    show.add_argument("-n", type=int, default=64, dest="count", metavar="N",
+                      help="number of samples (default 64)")
+    show.add_argument("--seed", type=int, default=0, help="augmentation seed (default 0)")
+    show.add_argument("-o", "--output", required=True, metavar="PNG", help="the PNG to write")
+
+
+def run_get(args: argparse.Namespace) -> int:
+    """Run ``reslab data get``."""
+    folder = download(args.name, args.data_dir, mirrors=tuple(args.mirror or ()) or None)
+    print(f"{args.name}: {folder}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Run ``reslab data verify``."""
+    for line in verify(args.name, args.data_dir):
+        print(line)
+    print("ok")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Run ``reslab data show``."""
+    if args.count < 1:
+        raise ReslabError(f"-n must be at least 1, got {args.count}")
+    images, names = preview(
+        args.name, args.data_dir, args.split, count=args.count, augmented=args.augmented,
+        seed=args.seed,
+    )  # fmt: skip
+    save_png(render_grid(images, names), args.output)
+    print(f"wrote {args.output} ({len(names)} {args.split} samples"
+          f"{', augmented' if args.augmented else ''})")  # fmt: skip
+    return 0

@@ -1,0 +1,122 @@
+"""``reslab show``: look inside a trained model, as the course notes do (PAPER.md Sec. 7):
+the first-layer filters as an image grid, and the feature maps of each stage for one image."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from reslab.errors import ReslabError
+from reslab.io import atomic_save_bytes
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``reslab show``."""
+    parser = subparsers.add_parser("show", help="draw a model's first-layer filters or feature maps")
+    what = parser.add_subparsers(dest="what", metavar="WHAT", required=True,
+                                 parser_class=type(parser))
+    sub = what.add_parser("filters", help="first-layer filters as an image grid")
+    sub.add_argument("checkpoint", metavar="CKPT", help="weights file (.safetensors or .pth)")
+    sub.add_argument("-o", "--output", default="conv1.png", help="PNG to write")
+    sub.set_defaults(func=run)
+    sub = what.add_parser("features", help="feature maps of each stage for one image")
+    sub.add_argument("checkpoint", metavar="CKPT", help="run folder or weights file by reslab")
+    sub.add_argument("image", metavar="IMAGE", help="image file")
+    sub.add_argument("-o", "--output", default="maps.png", help="PNG to write")
+    sub.add_argument("--maps", type=int, default=8, help="feature maps shown per stage")
+    sub.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``reslab show``."""
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise ReslabError(f"cannot write {output}: {output.parent} does not exist")
+    if args.what == "filters":
+        png = filters_png(args.checkpoint)
+    else:
+        if args.maps < 1:
+            raise ReslabError(f"--maps must be positive, got {args.maps}")
+        png = feature_maps_png(args.checkpoint, args.image, maps=args.maps)
+    atomic_save_bytes(output, png)
+    print(f"wrote {output}")
+    return 0
+
+
+def first_conv_weight(state: dict[str, Tensor], *, source: str) -> tuple[str, Tensor]:
+    """The first convolution kernel of a state dict (its first 4-d tensor, in stored order)."""
+    for key, value in state.items():
+        if value.ndim == 4:
+            return key, value
+    raise ReslabError(f"{source} holds no convolution weights")
+
+
+def filters_png(checkpoint: str) -> bytes:
+    """Draw the first layer's filters, one tile each (RGB for 3 input channels, else the mean
+    over channels in grey), each scaled to its own min..max.
+
+    Args:
+        checkpoint: A weights file (.safetensors by reslab, or a torchvision-style .pth).
+
+    Returns:
+        PNG bytes.
+    """
+    from reslab.experiments.report import figure_png, pyplot
+    from reslab.train.checkpoint import read_weights
+
+    state, _ = read_weights(checkpoint)
+    key, weight = first_conv_weight(state, source=checkpoint)  # (K, C, kh, kw)
+    if weight.shape[1] != 3:
+        weight = weight.mean(1, keepdim=True)  # -> (K, 1, kh, kw)
+    low = weight.amin((1, 2, 3), keepdim=True)
+    high = weight.amax((1, 2, 3), keepdim=True)
+    tiles = ((weight - low) / (high - low).clamp_min(1e-12)).permute(0, 2, 3, 1)  # (K, kh, kw, C)
+    plt = pyplot()
+    columns = min(16, len(tiles))
+    rows = -(-len(tiles) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8 + 0.5),
+                             dpi=110, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, tile in zip(axes.flat, tiles):
+        ax.imshow(tile.squeeze(-1).numpy(), cmap="gray", interpolation="nearest")
+    fig.suptitle(f"{key}: {len(tiles)} filters {weight.shape[2]}x{weight.shape[3]}", fontsize=9)
+    return figure_png(fig)
+
+
+@torch.no_grad()
+def feature_maps_png(checkpoint: str, image: str, *, maps: int = 8) -> bytes:
+    """Draw the first ``maps`` feature maps of each stage (``conv1``, ``conv2_x``, ...) of a
+    reslab model for one image.
+
+    Args:
+        checkpoint: A run folder or weights file written by reslab.
+        image: An image file (preprocessed as the model's training data was).
+        maps: Channels shown per stage.
+
+    Returns:
+        PNG bytes.
+    """
+    from reslab.eval.predictor import load
+    from reslab.experiments.report import figure_png, pyplot
+    from reslab.models import stage_outputs
+
+    predictor = load(checkpoint)
+    if not hasattr(predictor.model, "stage_nodes"):
+        raise ReslabError(f"{checkpoint}: {predictor.model_name} has no stages to show")
+    x = predictor.preprocess([Path(image)])  # (1, C, H, W)
+    stages = stage_outputs(predictor.model, x)  # name -> (1, C_s, H_s, W_s)
+    plt = pyplot()
+    fig, axes = plt.subplots(len(stages), maps, figsize=(maps * 1.1, len(stages) * 1.25),
+                             dpi=110, squeeze=False)
+    for row, (name, output) in zip(axes, stages.items()):
+        for i, ax in enumerate(row):
+            ax.axis("off")
+            if i < output.shape[1]:
+                ax.imshow(output[0, i].float().cpu().numpy(), cmap="viridis")
+        row[0].set_title(f"{name} {tuple(output.shape[2:])}", fontsize=8, loc="left")
+    fig.suptitle(f"{predictor.model_name}: first {maps} maps of each stage", fontsize=9)
+    return figure_png(fig)

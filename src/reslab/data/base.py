@@ -1,0 +1,74 @@
+"""Pieces every data set shares: reproducible randomness and progress bars.
+
+Every random choice is a function of (seed, epoch, sample index), so a resumed run, a run with
+another batch size, and a run on another number of processes or data-loader workers see exactly
+the same augmented samples.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+
+def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
+    """A tqdm progress bar on stderr, shown only when stderr is a terminal."""
+    return tqdm(iterable, disable=not sys.stderr.isatty(), **kwargs)
+
+
+def derive_seed(*parts: int) -> int:
+    """Mix integers into one 63-bit seed, the same on every machine and Python version.
+
+    Args:
+        *parts: For example ``(seed, epoch)`` or ``(seed, epoch, index)``.
+
+    Returns:
+        A seed for :meth:`torch.Generator.manual_seed`.
+    """
+    text = ":".join(str(int(part)) for part in parts).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+class SeededDataset(Dataset, abc.ABC):
+    """A map-style data set whose ``transform`` draws its randomness from (seed, epoch, index).
+
+    Sub-classes implement ``__len__`` and :meth:`load`. Torchvision's transforms draw from
+    torch's default CPU generator; :meth:`__getitem__` re-seeds it for the one call (restoring
+    its state afterwards), so the result does not depend on the order in which samples are
+    read, the batch size or the number of workers. Call :meth:`set_epoch` before creating each
+    epoch's ``DataLoader`` iterator (workers copy the data set when the iterator starts, so
+    leave ``persistent_workers`` off).
+
+    Args:
+        transform: Applied to each image (``None``: the image as loaded).
+        seed: The run's data seed.
+    """
+
+    def __init__(self, *, transform: Callable[[Tensor], Any] | None, seed: int) -> None:
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the next samples' randomness for ``epoch``."""
+        self.epoch = epoch
+
+    @abc.abstractmethod
+    def load(self, index: int) -> tuple[Tensor, int]:
+        """Return sample ``index`` as (uint8 image [C, H, W], label), before the transform."""
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self.load(index)
+        if self.transform is None:
+            return image, label
+        with torch.random.fork_rng(devices=()):
+            torch.random.default_generator.manual_seed(derive_seed(self.seed, self.epoch, index))
+            return self.transform(image), label

@@ -1,0 +1,161 @@
+"""Finding, downloading and opening the data sets by name (the API the trainer calls)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from reslab.data import cifar, idx, imagenet
+from reslab.data.arrays import ArrayData, ArrayDataset, select_holdout
+from reslab.data.folder import ImageFolderDataset, ImageList, class_folders, scan_tree
+from reslab.data.registry import DatasetInfo, check_split, data_root, dataset_info
+from reslab.errors import ReslabError
+
+# The reader of each small data set's official format.
+ARRAY_FORMATS: dict[str, ModuleType] = {
+    "cifar10": cifar, "cifar100": cifar, "fashion-mnist": idx, "mnist": idx,
+}  # fmt: skip
+OFFICIAL_SPLITS = ("train", "test")
+
+
+def find_files(info: DatasetInfo, root: Path) -> Path:
+    """The folder with a small data set's files.
+
+    Raises:
+        ReslabError: None found (the message says how to get them).
+    """
+    folder = ARRAY_FORMATS[info.name].find(info, root)
+    if folder is None:
+        raise ReslabError(
+            f"{info.name}: no files in {root / info.folder} or {root}; "
+            f"run `reslab data get {info.name} --data-dir {root}`"
+        )
+    return folder
+
+
+def _not_downloadable(info: DatasetInfo) -> ReslabError:
+    return ReslabError(
+        f"{info.name} cannot be downloaded by reslab; place its files under the data dir "
+        f"({info.description})"
+    )
+
+
+def download(
+    name: str, root: str | os.PathLike | None, *, mirrors: tuple[str, ...] | None = None
+) -> Path:
+    """Make a small data set's files available, downloading them if they are nowhere yet.
+
+    Args:
+        name: A small data set (ImageNet and folder trees cannot be downloaded).
+        root: The data dir (created if missing); None for the default.
+        mirrors: Base URLs to try instead of the official ones (e.g. ``file:///srv/mirror/``).
+
+    Returns:
+        The folder with the files (possibly a system-wide copy that was already there).
+
+    Raises:
+        ReslabError: The data set cannot be downloaded, or no mirror gave the official files.
+    """
+    info = dataset_info(name)
+    if not info.small:
+        raise _not_downloadable(info)
+    base = data_root(root, create=True)
+    module = ARRAY_FORMATS[name]
+    return module.find(info, base) or module.download(info, base, mirrors=mirrors)
+
+
+def load_arrays(
+    name: str, root: str | os.PathLike | None, split: str, *, download: bool = False
+) -> ArrayData:
+    """Read one split of a small data set into memory.
+
+    Args:
+        name: ``cifar10``, ``cifar100``, ``fashion-mnist`` or ``mnist``.
+        root: The data dir; None for ``$RESLAB_DATA_DIR`` or ``./data``.
+        split: ``train``, ``test``, or the paper's fixed hold-out split (``train45k`` /
+            ``val5k`` for CIFAR, ``train55k`` / ``val5k`` for (Fashion-)MNIST; see
+            :func:`reslab.data.arrays.holdout_indices`).
+        download: Fetch the official files (MD5 checked) when they are not found.
+
+    Returns:
+        The split: images uint8 [N, C, H, W] on the CPU, labels int64 [N].
+
+    Raises:
+        ReslabError: Unknown name or split, a missing data dir or files, damaged files.
+    """
+    info = dataset_info(name)
+    if not info.small:
+        raise ReslabError(f"{name} is read image by image; use reslab.data.get_dataset")
+    check_split(info, split)
+    base = data_root(root, create=download)
+    module = ARRAY_FORMATS[name]
+    folder = module.find(info, base)
+    if folder is None and download:
+        folder = module.download(info, base)
+    official = module.load(info, folder or find_files(info, base), _official(split))
+    if split in OFFICIAL_SPLITS:
+        return official
+    return select_holdout(official, split, official_size=info.counts["train"])
+
+
+def _official(split: str) -> str:
+    """The official split a hold-out split is cut from."""
+    return split if split in OFFICIAL_SPLITS else "train"
+
+
+def scan_folder_split(root: Path, split: str) -> ImageList:
+    """Scan ``root/<split>/<class>/`` with the label order of ``root/train/`` when it exists."""
+    train = root / "train"
+    classes = None
+    if split != "train" and train.is_dir():
+        classes = [p.name for p in class_folders(train)]
+    return scan_tree(root / split, classes=classes)
+
+
+def get_dataset(
+    name: str,
+    root: str | os.PathLike | None,
+    split: str,
+    *,
+    download: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """A map-style data set yielding ``(transform(image), label)``.
+
+    Images are uint8 [C, H, W] tensors before the transform (decoded with
+    ``torchvision.io.decode_image`` for ``imagenet`` and ``folder``). Random transforms draw
+    from (seed, epoch, index): call the data set's ``set_epoch`` at each epoch.
+
+    Args:
+        name: A key of :data:`reslab.data.DATASETS`.
+        root: The data dir (for ``folder``: the tree with ``<split>/<class>/`` folders).
+        split: One of the data set's splits.
+        download: Fetch missing files (small data sets only).
+        transform: E.g. ``reslab.data.pipeline("cifar").train``.
+        seed: The run's data seed.
+
+    Returns:
+        The data set; it has ``classes`` (names by label).
+
+    Raises:
+        ReslabError: Unknown name or split, missing or damaged files.
+    """
+    info = dataset_info(name)
+    check_split(info, split)
+    if info.small:
+        data = load_arrays(name, root, split, download=download)
+        return ArrayDataset(data, transform=transform, seed=seed)
+    if download:
+        raise _not_downloadable(info)
+    base = data_root(root)
+    if name == "imagenet":
+        images = imagenet.scan(info, base, split)
+    else:
+        images = scan_folder_split(base, split)
+    return ImageFolderDataset(images, transform=transform, seed=seed)

@@ -1,0 +1,169 @@
+"""Downloads checked against the official MD5 before use, and tar extraction that stays inside
+its folder.
+
+A download goes to a temporary name and only takes the file's real name once its MD5 matches;
+a file with the wrong MD5 is kept aside as ``<name>.bad`` and never extracted. Any URL scheme
+:func:`urllib.request.urlopen` reads works, ``file://`` included (the tests use it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from reslab.data.base import progress
+from reslab.errors import ReslabError
+from reslab.io import atomic_write
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One official file.
+
+    Attributes:
+        filename: Its name, on disk and at the end of each mirror's URL.
+        md5: Its official MD5 (hex).
+        mirrors: Base URLs; the file's URL is ``mirror + filename``.
+    """
+
+    filename: str
+    md5: str
+    mirrors: tuple[str, ...]
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """The MD5 (hex) of a file's bytes."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(url: str, dest: Path) -> str:
+    """Copy ``url`` to ``dest`` (atomically) and return the MD5 of the bytes."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with urllib.request.urlopen(url, timeout=60) as response:
+        length = response.headers.get("Content-Length")
+        with atomic_write(dest, "wb") as out, progress(
+            total=length and int(length), desc=dest.name, unit="B", unit_scale=True
+        ) as bar:
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def fetch(resource: Resource, folder: Path, *, mirrors: tuple[str, ...] | None = None) -> Path:
+    """Download ``resource`` into ``folder`` unless a copy with the official MD5 is there.
+
+    Mirrors are tried in order. A download whose MD5 differs is renamed ``<name>.bad`` (kept for
+    inspection, never used) and the next mirror is tried.
+
+    Args:
+        resource: The file and its official MD5.
+        folder: Where it goes (created if missing).
+        mirrors: Base URLs to use instead of ``resource.mirrors``.
+
+    Returns:
+        The path of the checked file.
+
+    Raises:
+        ReslabError: No mirror gave a file with the official MD5.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / resource.filename
+    if dest.is_file() and md5_file(dest) == resource.md5:
+        return dest
+    partial = folder / f"{resource.filename}.download"
+    problems = []
+    for base in mirrors or resource.mirrors:
+        url = base if base.endswith("/") else base + "/"
+        url += resource.filename
+        try:
+            got = _download(url, partial)
+        except (urllib.error.URLError, OSError) as exc:
+            problems.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+            continue
+        if got == resource.md5:
+            os.replace(partial, dest)
+            return dest
+        bad = folder / f"{resource.filename}.bad"
+        os.replace(partial, bad)
+        problems.append(
+            f"{url}: MD5 {got} is not the official {resource.md5} (kept aside as {bad}, not used)"
+        )
+    raise ReslabError(f"could not download {resource.filename}: " + "; ".join(problems))
+
+
+def _member_path(archive: Path, member: tarfile.TarInfo) -> PurePosixPath:
+    """The member's relative path, or :class:`ReslabError` if it could leave the folder."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts or member.name.startswith("\\"):
+        raise ReslabError(
+            f"{archive}: member {member.name!r} points outside the target folder; not extracted"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise ReslabError(
+            f"{archive}: member {member.name!r} is a link or special file; not extracted"
+        )
+    return path
+
+
+def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Extract a tar archive (any compression tarfile reads) into ``dest``.
+
+    Every member is checked before anything is written: absolute paths, ``..`` components,
+    links and special files are refused. The members go to a temporary folder inside ``dest``
+    and their top-level entries are then renamed into place, so an interrupted extraction leaves
+    nothing that looks complete.
+
+    Args:
+        archive: The archive.
+        dest: The folder to extract into (must exist).
+
+    Returns:
+        The top-level paths created in ``dest``.
+
+    Raises:
+        ReslabError: A member is unsafe, the archive is damaged, or a top-level entry exists.
+    """
+    archive, dest = Path(archive), Path(dest)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = [(m, _member_path(archive, m)) for m in tar.getmembers()]
+            members = [(m, path) for m, path in members if path.parts]
+            tops = sorted({path.parts[0] for _, path in members})
+            for top in tops:
+                if (dest / top).exists():
+                    raise ReslabError(
+                        f"{dest / top} already exists; remove it to extract {archive.name} again"
+                    )
+            staging = Path(tempfile.mkdtemp(dir=dest, prefix=f".{archive.name}."))
+            try:
+                for member, path in members:
+                    target = staging.joinpath(*path.parts)
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(member) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, CHUNK)
+                for top in tops:
+                    os.replace(staging / top, dest / top)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise ReslabError(f"{archive}: cannot extract: {exc}") from exc
+    return [dest / top for top in tops]

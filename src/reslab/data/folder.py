@@ -1,0 +1,174 @@
+"""Class-per-folder image trees (``<split>/<class>/**/<image>``, as torchvision's ImageFolder).
+
+Non-image and unreadable files are **skipped and counted at scan time**, with one warning per
+scan: a file counts as an image when its extension is one of :data:`IMAGE_EXTENSIONS` and its
+first bytes are a JPEG, PNG or WebP signature (so ``README.txt``, ``.DS_Store``, empty or
+unreadable files never reach the training loop). An image whose body is damaged past its
+header raises :class:`ReslabError` naming the file when it is decoded; ``reslab data verify``
+decodes every image to find such files before training. A class folder with no images is an
+error (its label would silently never occur).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.io import ImageReadMode, decode_image
+
+from reslab.data.base import SeededDataset, progress
+from reslab.errors import ReslabError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """The images of one split.
+
+    Attributes:
+        classes: Class names by label.
+        samples: ``(path, label)`` per image, in a fixed (sorted) order (paths as strings,
+            which stay small for ImageNet's 1.28 million images).
+        skipped: Files left out because they are not readable images.
+    """
+
+    classes: tuple[str, ...]
+    samples: tuple[tuple[str, int], ...]
+    skipped: tuple[Path, ...]
+
+
+def is_image(path: Path) -> bool:
+    """True when ``path`` has an image extension and starts like a JPEG, PNG or WebP file."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def split_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Sort ``paths`` into ``(images, skipped)`` with :func:`is_image`, keeping their order."""
+    images, skipped = [], []
+    for path in paths:
+        (images if is_image(path) else skipped).append(path)
+    return images, skipped
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every file below ``folder`` (following links), sorted, hidden files included."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        found.extend(Path(dirpath, name) for name in sorted(filenames))
+    return found
+
+
+def class_folders(folder: Path) -> list[Path]:
+    """The sorted class sub-folders of ``folder`` (hidden ones left out).
+
+    Raises:
+        ReslabError: ``folder`` is missing or has no sub-folders.
+    """
+    if not folder.is_dir():
+        raise ReslabError(f"{folder} does not exist (or is not a folder)")
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise ReslabError(f"{folder}: no class folders (expected {folder}/<class>/<image>)")
+    return found
+
+
+def warn_skipped(folder: Path, skipped: Sequence[Path]) -> None:
+    """Log one warning for the files a scan of ``folder`` left out."""
+    if skipped:
+        log.warning(
+            "%s: skipped %d file(s) that are not readable JPEG/PNG/WebP images (first: %s)",
+            folder, len(skipped), skipped[0],
+        )  # fmt: skip
+
+
+def scan_tree(folder: Path, *, classes: Sequence[str] | None = None) -> ImageList:
+    """List the images of a ``<class>/**/<image>`` tree.
+
+    Args:
+        folder: The split's folder.
+        classes: The label order to use (e.g. the training split's classes); every class
+            folder must be one of them. None: the sorted class folder names.
+
+    Returns:
+        The images and the skipped files (files directly in ``folder`` are skipped too).
+
+    Raises:
+        ReslabError: ``folder`` is missing, has no class folders, has an unknown class, or has
+            a class folder without images.
+    """
+    folders = class_folders(folder)
+    names = [p.name for p in folders]
+    classes = tuple(classes if classes is not None else names)
+    label_of = {name: label for label, name in enumerate(classes)}
+    skipped = [p for p in folder.iterdir() if p.is_file()]
+    samples = []
+    for class_dir in progress(folders, desc=f"scan {folder.name}"):
+        if class_dir.name not in label_of:
+            raise ReslabError(f"{class_dir}: class {class_dir.name!r} is not a training class")
+        images, bad = split_images(_files_under(class_dir))
+        if not images:
+            raise ReslabError(f"{class_dir}: empty class folder (no readable images)")
+        samples.extend((str(path), label_of[class_dir.name]) for path in images)
+        skipped.extend(bad)
+    warn_skipped(folder, skipped)
+    return ImageList(classes, tuple(samples), tuple(sorted(skipped)))
+
+
+def decode_file(path: str | os.PathLike) -> torch.Tensor:
+    """Decode an image file to uint8 RGB [3, H, W] (``torchvision.io.decode_image``).
+
+    Raises:
+        ReslabError: The file cannot be read or decoded.
+    """
+    try:
+        data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except (OSError, RuntimeError) as exc:
+        raise ReslabError(
+            f"{path}: cannot decode image ({exc}); `reslab data verify` lists damaged files"
+        ) from exc
+
+
+class ImageFolderDataset(SeededDataset):
+    """Decoded images of an :class:`ImageList`, as a map-style data set.
+
+    Args:
+        images: The scanned split.
+        transform: Applied to each uint8 [3, H, W] image, with randomness from
+            (seed, epoch, index) (see :class:`reslab.data.base.SeededDataset`).
+        seed: The run's data seed.
+    """
+
+    def __init__(
+        self, images: ImageList, *, transform: Callable[[torch.Tensor], Any] | None = None,
+        seed: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(transform=transform, seed=seed)
+        self.classes = list(images.classes)
+        self.samples = images.samples
+        self.skipped = images.skipped
+        self.targets = [label for _, label in images.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        return decode_file(path), label

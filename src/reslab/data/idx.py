@@ -1,0 +1,169 @@
+"""MNIST and Fashion-MNIST in the IDX format, gzip-compressed or raw.
+
+An IDX file is a 4-byte big-endian magic number ``0x000008DD`` (``08``: unsigned bytes, ``DD``:
+the number of dimensions), then each dimension as a big-endian uint32, then the values in
+row-major order: images are ``0x00000803`` (N x 28 x 28), labels ``0x00000801`` (N).
+
+Files are found in ``<data dir>/<name>/``, then in the data dir itself, then (Fashion-MNIST) in
+``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``). Debian recompresses
+the ``.gz`` files, so their MD5 differs from the official one: what is checked on every load is
+the decoded content (magic, dims against the file size, equal image and label counts, labels
+0..9), which is the same either way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import torch
+
+from reslab.data.arrays import ArrayData
+from reslab.data.download import Resource, fetch
+from reslab.data.registry import DatasetInfo, dataset_dirs
+from reslab.errors import ReslabError
+
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+IMAGE_SIZE = (28, 28)
+NUM_CLASSES = 10
+GZIP_MAGIC = b"\x1f\x8b"
+SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+
+# Official file names per split: (images, labels). On disk either name or name + ".gz".
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_MIRRORS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+# Official MD5s of the .gz files, in FILES order (as in torchvision/datasets/mnist.py).
+_MD5 = {
+    "mnist": (
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c",
+    ),
+    "fashion-mnist": (
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
+}  # fmt: skip
+RESOURCES = {
+    name: tuple(
+        Resource(f"{base}.gz", md5, _MIRRORS[name])
+        for base, md5 in zip((*FILES["train"], *FILES["test"]), digests, strict=True)
+    )
+    for name, digests in _MD5.items()
+}
+
+
+def _read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if not data.startswith(GZIP_MAGIC):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise ReslabError(f"{path}: damaged gzip data ({exc})") from exc
+
+
+def read_idx(path: Path, *, magic: int) -> torch.Tensor:
+    """Read an unsigned-byte IDX file (gzip-compressed or raw: told apart by content).
+
+    Args:
+        path: The file.
+        magic: The magic number it must have (:data:`IMAGES_MAGIC` or :data:`LABELS_MAGIC`).
+
+    Returns:
+        uint8 tensor with the header's dims.
+
+    Raises:
+        ReslabError: Wrong magic, or header dims that do not match the file's size.
+    """
+    data = _read_bytes(path)
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ReslabError(f"{path}: {len(data)} bytes, too short for an IDX header")
+    (found,) = struct.unpack(">I", data[:4])
+    if found != magic:
+        raise ReslabError(
+            f"{path}: IDX magic 0x{found:08x}, expected 0x{magic:08x} (unsigned bytes, {ndim}-d)"
+        )
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    need = header + math.prod(dims)
+    if len(data) != need:
+        shape = "x".join(map(str, dims))
+        raise ReslabError(
+            f"{path}: header dims {shape} need {need} bytes, the (decoded) file has {len(data)}"
+        )
+    return torch.frombuffer(bytearray(memoryview(data)[header:]), dtype=torch.uint8).view(dims)
+
+
+def idx_path(folder: Path, name: str) -> Path | None:
+    """``folder/name`` or ``folder/name.gz``, whichever exists (raw first), else None."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find(info: DatasetInfo, root: Path) -> Path | None:
+    """The first folder with any of ``info``'s IDX files: under ``root``, then system-wide."""
+    folders = dataset_dirs(info, root)
+    if info.name in SYSTEM_DIRS:
+        folders.append(SYSTEM_DIRS[info.name])
+    for folder in folders:
+        if any(idx_path(folder, name) for pair in FILES.values() for name in pair):
+            return folder
+    return None
+
+
+def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
+    """Read the official ``train`` or ``test`` split from ``folder``, checking its content.
+
+    Returns:
+        The split: images uint8 [N, 1, 28, 28], labels int64 [N].
+
+    Raises:
+        ReslabError: A file is missing or damaged, the image size is not 28x28, the counts
+            differ, or a label is out of range.
+    """
+    paths = []
+    for name in FILES[split]:
+        path = idx_path(folder, name)
+        if path is None:
+            raise ReslabError(f"{folder / name}(.gz) is missing")
+        paths.append(path)
+    images = read_idx(paths[0], magic=IMAGES_MAGIC)  # [N, 28, 28]
+    labels = read_idx(paths[1], magic=LABELS_MAGIC).long()  # [N]
+    if tuple(images.shape[1:]) != IMAGE_SIZE:
+        raise ReslabError(f"{paths[0]}: images are {images.shape[1]}x{images.shape[2]}, not 28x28")
+    if len(images) != len(labels):
+        raise ReslabError(
+            f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels"
+        )
+    bad = (labels >= NUM_CLASSES).nonzero()
+    if len(bad):
+        index = int(bad[0])
+        raise ReslabError(
+            f"{paths[1]}: label {int(labels[index])} at index {index}, out of range 0..9"
+        )
+    return ArrayData(images.unsqueeze(1), labels, list(info.classes), info.name, split)
+
+
+def download(info: DatasetInfo, root: Path, *, mirrors: tuple[str, ...] | None = None) -> Path:
+    """Download the four official ``.gz`` files into ``root/<name>`` (MD5 checked).
+
+    Returns:
+        The folder.
+    """
+    folder = root / info.folder
+    for resource in RESOURCES[info.name]:
+        fetch(resource, folder, mirrors=mirrors)
+    return folder

@@ -1,0 +1,124 @@
+"""``reslab data verify``: read every file of a data set and compare it with the official release.
+
+Small data sets are decoded completely (which checks sizes, magic numbers, dims and label
+ranges), their counts compared with the official ones, and the archives' MD5s checked where
+the files are the official ones: the CIFAR archive if it is still in the data dir, each
+(Fashion-)MNIST ``.gz`` file (a recompressed copy, such as Debian's, is reported as such; its
+decoded content was checked). Image trees are scanned and every image decoded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from reslab.data import cifar, idx, imagenet
+from reslab.data.base import progress
+from reslab.data.datasets import ARRAY_FORMATS, OFFICIAL_SPLITS, find_files, get_dataset
+from reslab.data.download import md5_file
+from reslab.data.folder import decode_file
+from reslab.data.registry import DatasetInfo, data_root, dataset_info
+from reslab.errors import ReslabError
+
+FULL_LISTING = 100  # list every class's count up to this many classes
+
+
+def class_counts(labels: Sequence[int], classes: Sequence[str]) -> str:
+    """Images per class, every class when there are few, else the smallest and largest."""
+    counts = Counter(labels)
+    per_class = [(classes[label], counts.get(label, 0)) for label in range(len(classes))]
+    if len(per_class) <= FULL_LISTING:
+        return ", ".join(f"{name} {count}" for name, count in per_class)
+    low, high = min(per_class, key=lambda p: p[1]), max(per_class, key=lambda p: p[1])
+    return f"min {low[1]} ({low[0]}), max {high[1]} ({high[0]})"
+
+
+def _check_count(info: DatasetInfo, where: Path, split: str, count: int) -> None:
+    official = info.counts.get(split)
+    if official is not None and count != official:
+        raise ReslabError(
+            f"{where}: {split} has {count} images, the official {info.name} has {official}"
+        )
+
+
+def _checksums(info: DatasetInfo, folder: Path, root: Path) -> list[str]:
+    if info.name in cifar.FORMATS:
+        resource = cifar.FORMATS[info.name].archive
+        path = next((p for p in (root / resource.filename, folder.parent / resource.filename)
+                     if p.is_file()), None)  # fmt: skip
+        if path is None:
+            return [f"{resource.filename}: not present (records checked instead)"]
+        got = md5_file(path)
+        if got != resource.md5:
+            raise ReslabError(f"{path}: MD5 {got} is not the official {resource.md5}")
+        return [f"{path.name}: MD5 {got} official"]
+    lines = []
+    for resource in idx.RESOURCES[info.name]:
+        path = folder / resource.filename
+        if not path.is_file():
+            lines.append(f"{resource.filename}: raw file used (content checked)")
+        elif md5_file(path) == resource.md5:
+            lines.append(f"{resource.filename}: MD5 {resource.md5} official")
+        else:
+            lines.append(f"{resource.filename}: recompressed copy (MD5 differs; content checked)")
+    return lines
+
+
+def _verify_arrays(info: DatasetInfo, root: Path) -> list[str]:
+    folder = find_files(info, root)
+    lines = [f"{info.name} in {folder}", *_checksums(info, folder, root)]
+    for split in OFFICIAL_SPLITS:
+        data = ARRAY_FORMATS[info.name].load(info, folder, split)
+        _check_count(info, folder, split, len(data))
+        lines.append(
+            f"{split}: {len(data)} images {'x'.join(map(str, data.images.shape[1:]))}; "
+            f"per class: {class_counts(data.labels.tolist(), data.classes)}"
+        )
+    return lines
+
+
+def _verify_images(info: DatasetInfo, root: Path) -> list[str]:
+    base = imagenet.find(info, root) if info.name == "imagenet" else root
+    splits = [s for s in info.splits if base is not None and (base / s).is_dir()]
+    if not splits:
+        raise ReslabError(f"{root}: none of the {info.name} splits {', '.join(info.splits)}")
+    lines = [f"{info.name} in {base}"]
+    for split in splits:
+        dataset = get_dataset(info.name, root, split)
+        paths = [path for path, _ in dataset.samples]
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            for _ in progress(pool.map(decode_file, paths), total=len(paths), desc=split):
+                pass  # decode_file raises on the first damaged image
+        _check_count(info, base / split, split, len(paths))
+        if info.num_classes and len(dataset.classes) != info.num_classes:
+            raise ReslabError(
+                f"{base / split}: {len(dataset.classes)} classes, "
+                f"the official {info.name} has {info.num_classes}"
+            )
+        lines.append(
+            f"{split}: {len(paths)} images decoded, {len(dataset.classes)} classes, "
+            f"{len(dataset.skipped)} non-image files skipped; "
+            f"per class: {class_counts(dataset.targets, dataset.classes)}"
+        )
+    return lines
+
+
+def verify(name: str, root: str | os.PathLike | None) -> list[str]:
+    """Check a data set against its official release.
+
+    Args:
+        name: A key of :data:`reslab.data.DATASETS`.
+        root: The data dir (for ``folder``: the tree).
+
+    Returns:
+        Report lines: where the files are, checksums, counts and per-class counts per split.
+
+    Raises:
+        ReslabError: The first problem found, naming the file.
+    """
+    info = dataset_info(name)
+    base = data_root(root)
+    return _verify_arrays(info, base) if info.small else _verify_images(info, base)

@@ -1,0 +1,281 @@
+"""The sub-runs of an experiment: ordinary run folders, trained with the engine, resumed when
+unfinished and skipped when finished, and recognised as *active* while another process writes.
+
+A run folder is **finished** when its ``metrics.csv`` has a row at the run's last iteration (the
+engine logs it together with the final evaluation). It is **active** (still being written) when
+it is unfinished and its ``metrics.csv`` or ``trainer_state.pt`` changed less than
+:data:`ACTIVE_SECONDS` ago: the engine logs every ``log_every`` iterations, so a live run keeps
+touching them, while a stopped or crashed run goes quiet. Active folders are refused, so that two
+processes never write one folder and no report reads a half-trained model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reslab.data import dataset_info
+from reslab.errors import ReslabError
+from reslab.experiments.report import Report, recipe_text
+from reslab.io import atomic_write
+from reslab.models.resnet import check_cifar_depth
+from reslab.train.config import read_toml
+from reslab.train.rundir import read_metrics
+
+ACTIVE_SECONDS = 120.0
+
+# The small version of every experiment (``--quick``): a few hundred iterations of batch 32 on
+# the usual training split, the test error at the middle and the end, no validation pass.
+# Finishes in about 15 minutes on 2 CPU cores for degradation at depths 20 and 56.
+QUICK_RECIPE: dict[str, Any] = {
+    "iters": 200, "batch_size": 32, "eval_every": 100, "log_every": 10,
+    "val_split": None, "test_split": "test", "monitor": 20,
+}
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Where a run folder stands.
+
+    Attributes:
+        folder: The run folder.
+        iteration: Last iteration logged in metrics.csv (0 when none).
+        total: The run's last iteration (from config.toml).
+        finished: ``iteration >= total``.
+        active: Unfinished and written to within :data:`ACTIVE_SECONDS`.
+        resumable: A trainer state exists to continue from.
+    """
+
+    folder: Path
+    iteration: int
+    total: int
+    finished: bool
+    active: bool
+    resumable: bool
+
+
+def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
+    """Read a run folder's progress.
+
+    Args:
+        folder: A run folder (config.toml, metrics.csv, ...).
+        now: The current time (``time.time()`` when None).
+
+    Returns:
+        Its :class:`RunState`.
+
+    Raises:
+        ReslabError: ``folder`` holds no config.toml.
+    """
+    folder = Path(folder)
+    if not (folder / "config.toml").is_file():
+        raise ReslabError(f"{folder} is not a run folder (no config.toml)")
+    config = read_toml(folder / "config.toml")
+    rows = read_metrics(folder / "metrics.csv")
+    iteration = max((int(r["iteration"]) for r in rows), default=0)
+    total = _total_iterations(config)
+    finished = iteration >= total
+    stamps = [p.stat().st_mtime for p in (folder / "metrics.csv", folder / "trainer_state.pt")
+              if p.exists()]
+    now = time.time() if now is None else now
+    active = not finished and any(now - t < ACTIVE_SECONDS for t in stamps)
+    return RunState(folder, iteration, total, finished, active,
+                    (folder / "trainer_state.pt").is_file())
+
+
+def _total_iterations(config: dict[str, Any]) -> int:
+    """The engine's run length: ``iters``, or ``epochs`` times the batches per epoch."""
+    if config.get("epochs") is None:
+        return int(config.get("iters", 64000))
+    images = dataset_info(config["data"]).counts.get(config.get("train_split", "train"), 0)
+    return max(1, round(config["epochs"] * (images // int(config.get("batch_size", 128)))))
+
+
+def check_idle(state: RunState) -> None:
+    """Refuse a run folder that another process is still writing.
+
+    Raises:
+        ReslabError: ``state.active``.
+    """
+    if state.active:
+        raise ReslabError(
+            f"run folder {state.folder} is still being written (iteration {state.iteration} of "
+            f"{state.total}, changed in the last {ACTIVE_SECONDS:.0f} s); wait for it to finish"
+        )
+
+
+def check_depths(depths: Iterable[int]) -> list[int]:
+    """Validate CIFAR depths (6n+2, Sec. 4.2) and return them sorted, without repeats.
+
+    Raises:
+        ReslabError: A depth is not 6n+2 or the list is empty.
+    """
+    depths = sorted(set(depths))
+    if not depths:
+        raise ReslabError("give at least one depth")
+    for depth in depths:
+        check_cifar_depth(depth)
+    return depths
+
+
+def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The training keys every sub-run of an experiment shares.
+
+    Args:
+        quick: Use :data:`QUICK_RECIPE`; else the data set's preset (the paper's recipe).
+        overrides: Config keys given by the user (``--set``), applied last.
+
+    Returns:
+        Config keys for :func:`reslab.train.engine.train`.
+    """
+    return {**(QUICK_RECIPE if quick else {}), **(overrides or {})}
+
+
+def claim_folder(out: Path, description: dict[str, Any]) -> None:
+    """Create the experiment folder and record what it runs (``experiment.json``).
+
+    Re-running the same experiment in the same folder resumes it; another recipe or data set
+    there would mix incomparable runs, so it is refused.
+
+    Args:
+        out: The experiment folder.
+        description: JSON-serialisable experiment name, data set and recipe.
+
+    Raises:
+        ReslabError: ``out`` holds an experiment with another description.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "experiment.json"
+    described = json.loads(json.dumps(description))
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != described:
+            raise ReslabError(
+                f"{out} holds an experiment run with other settings ({path}); "
+                "choose another --out or delete the folder"
+            )
+        return
+    with atomic_write(path, "w") as handle:
+        json.dump(described, handle, indent=2)
+
+
+def ensure_run(folder: Path, config: dict[str, Any], *, progress: bool | None = None) -> Path:
+    """Train one sub-run to its end: skip it when finished, resume it when stopped.
+
+    Args:
+        folder: The sub-run's folder.
+        config: Its config keys (``out`` is set to ``folder``).
+        progress: Progress bar (None: when stderr is a terminal).
+
+    Returns:
+        ``folder``, holding a finished run.
+
+    Raises:
+        ReslabError: Another process is still writing ``folder``.
+    """
+    from reslab.train.engine import train
+
+    if (folder / "config.toml").is_file():
+        state = run_state(folder)
+        check_idle(state)
+        if state.finished:
+            return folder
+        if state.resumable:
+            train(resume=folder, progress=progress, device=config.get("device", "auto"))
+            return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Nothing to resume from: start afresh (metrics of a run killed before its first
+    # checkpoint would otherwise be appended to).
+    (folder / "metrics.csv").unlink(missing_ok=True)
+    train({**config, "out": str(folder)}, progress=progress)
+    return folder
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every sub-run of one experiment shares.
+
+    Attributes:
+        data: Data set name.
+        out: The experiment folder (sub-runs go to ``out/runs/<name>``).
+        recipe: Training keys (:func:`recipe`).
+        data_dir: Folder holding the data set (None: reslab's default search).
+        device: Training device.
+        progress: Progress bars (None: when stderr is a terminal).
+    """
+
+    data: str
+    out: Path
+    recipe: dict[str, Any]
+    data_dir: str | None = None
+    device: str = "auto"
+    progress: bool | None = None
+
+    def claim(self, experiment: str, **details: Any) -> None:
+        """Create ``out`` for ``experiment`` (see :func:`claim_folder`)."""
+        dataset_info(self.data)  # unknown data sets fail before anything is written
+        claim_folder(self.out, {"experiment": experiment, "data": self.data,
+                                "recipe": self.recipe, **details})
+
+    def report(self, title: str, intro: str) -> Report:
+        """A report in ``out`` that opens with ``intro`` and the shared recipe."""
+        report = Report(self.out, title)
+        report.add(f"{intro} Recipe: `{recipe_text(self.recipe)}`.")
+        return report
+
+    def train(self, name: str, **keys: Any) -> Path:
+        """Train (or resume, or skip) the sub-run ``name`` with the shared recipe and ``keys``."""
+        config = {**self.recipe, "data": self.data, "data_dir": self.data_dir,
+                  "device": self.device, **keys}
+        return ensure_run(self.out / "runs" / name, config, progress=self.progress)
+
+
+@dataclass(frozen=True)
+class NetResult:
+    """One trained net of an experiment.
+
+    Attributes:
+        label: How the report names it (``plain-20``, ``ResNet-32 B``, ...).
+        family: ``"plain"`` or ``"resnet"``.
+        depth: Weighted layers.
+        run_dir: Its run folder.
+        train_error: Training error of the last logging window.
+        test_error: Test error of the last evaluation.
+        params: Trainable parameters.
+    """
+
+    label: str
+    family: str
+    depth: int
+    run_dir: Path
+    train_error: float | None
+    test_error: float | None
+    params: int
+
+
+def net_result(label: str, family: str, depth: int, run_dir: Path) -> NetResult:
+    """Read a finished sub-run's final numbers (see :func:`final_value`)."""
+    return NetResult(label, family, depth, run_dir, final_value(run_dir, "train_error"),
+                     final_value(run_dir, "test_error"), param_count(run_dir))
+
+
+def final_value(run_dir: Path, column: str) -> float | None:
+    """The last value of a metrics.csv column (the training error of the last logging window,
+    the test error of the last evaluation); None when the column was never written."""
+    values = [float(r[column]) for r in read_metrics(run_dir / "metrics.csv") if r.get(column)]
+    return values[-1] if values else None
+
+
+def param_count(run_dir: Path) -> int:
+    """Trainable parameters of a run's model (built from its checkpoint's metadata)."""
+    from reslab.models import create_model
+    from reslab.train.checkpoint import read_weights
+
+    _, meta = read_weights(run_dir / "last.safetensors")
+    model = create_model(meta["model"], num_classes=meta["num_classes"],
+                         in_channels=meta["in_channels"], **meta.get("model_options", {}))
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,115 @@
+"""Tiny data sets written byte for byte in the official formats, for the data tests."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import tarfile
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from reslab.data.registry import CIFAR10_CLASSES, CIFAR100_CLASSES
+
+
+def random_images(n: int, shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
+    """uint8 [n, *shape] from a seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8)
+
+
+def cifar_bytes(labels: torch.Tensor, images: torch.Tensor) -> bytes:
+    """Records: label byte(s) ([N] or [N, 2]) then 3072 pixel bytes (R, G, B planes)."""
+    labels = labels.view(len(images), -1).to(torch.uint8)
+    return torch.cat([labels, images.reshape(len(images), -1)], dim=1).numpy().tobytes()
+
+
+Arrays = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def write_cifar10(folder: Path, *, per_file: int = 3) -> Arrays:
+    """``cifar-10-batches-bin``: data_batch_1..5.bin and test_batch.bin of ``per_file`` records.
+
+    Returns:
+        ``{"train": (images, labels), "test": (images, labels)}`` as written.
+    """
+    folder.mkdir(parents=True)
+    parts = {}
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for seed, name in enumerate(names):
+        images = random_images(per_file, (3, 32, 32), seed=seed)
+        labels = torch.arange(seed, seed + per_file) % 10
+        (folder / name).write_bytes(cifar_bytes(labels, images))
+        parts[name] = (images, labels)
+    (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n\n")
+    train = [parts[name] for name in names[:5]]
+    return {
+        "train": (torch.cat([i for i, _ in train]), torch.cat([lab for _, lab in train])),
+        "test": parts["test_batch.bin"],
+    }
+
+
+def write_cifar100(folder: Path, *, test: int = 2) -> Arrays:
+    """``cifar-100-binary``: train.bin (5 * test records) and test.bin, coarse + fine labels."""
+    folder.mkdir(parents=True)
+    written = {}
+    for seed, (split, n) in enumerate((("train", 5 * test), ("test", test))):
+        images = random_images(n, (3, 32, 32), seed=10 + seed)
+        fine = (torch.arange(n) * 7 + 95) % 100
+        coarse = fine % 20
+        (folder / f"{split}.bin").write_bytes(cifar_bytes(torch.stack([coarse, fine], 1), images))
+        written[split] = (images, fine)
+    (folder / "fine_label_names.txt").write_text("\n".join(CIFAR100_CLASSES) + "\n")
+    return written
+
+
+def idx_bytes(array: torch.Tensor, *, magic: int | None = None) -> bytes:
+    """An unsigned-byte IDX file: magic 0x000008DD, big-endian uint32 dims, the values."""
+    magic = 0x800 + array.dim() if magic is None else magic
+    dims = struct.pack(f">I{array.dim()}I", magic, *array.shape)
+    return dims + array.to(torch.uint8).contiguous().numpy().tobytes()
+
+
+def write_idx_set(folder: Path, *, train: int = 12, test: int = 4, gz: bool = True) -> Arrays:
+    """The four MNIST-layout files, gzip-compressed or raw.
+
+    Returns:
+        ``{"train": (images [N, 28, 28], labels), "test": ...}`` as written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for seed, (prefix, split, n) in enumerate((("train", "train", train), ("t10k", "test", test))):
+        images = random_images(n, (28, 28), seed=20 + seed)
+        labels = (torch.arange(n) * 3) % 10
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            data = idx_bytes(array)
+            name = f"{prefix}-{kind}-ubyte"
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+        written[split] = (images, labels)
+    return written
+
+
+def write_image(path: Path, image: torch.Tensor, *, quality: int = 95) -> None:
+    """Save uint8 [3, H, W] as JPEG (by the path's extension .JPEG/.jpg) or PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path, format=fmt, quality=quality)
+
+
+def make_tar(path: Path, members: dict[str, bytes], *, links: dict[str, str] | None = None) -> Path:
+    """A .tar.gz with the given regular files (and symbolic links), names taken as given."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return path

@@ -1,0 +1,103 @@
+"""``reslab data get|verify|show``: exit codes, one-line errors, the PNG grid."""
+
+import dataclasses
+import hashlib
+
+import pytest
+from PIL import Image
+
+from reslab.cli import main
+from reslab.data import idx
+from tests.data.formats import write_cifar10, write_idx_set
+from tests.data.test_idx import needs_fashion
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("reslab: error: ")
+    return err
+
+
+def test_get_from_a_mirror(tmp_path, monkeypatch, capsys):
+    mirror = tmp_path / "mirror"
+    write_idx_set(mirror, gz=True)
+    monkeypatch.setitem(idx.RESOURCES, "mnist", tuple(
+        dataclasses.replace(r, md5=hashlib.md5((mirror / r.filename).read_bytes()).hexdigest())
+        for r in idx.RESOURCES["mnist"]
+    ))  # fmt: skip
+    argv = ["data", "get", "mnist", "--data-dir", str(tmp_path / "d"), "--mirror", mirror.as_uri()]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"mnist: {tmp_path / 'd' / 'mnist'}\n"
+    assert len(list((tmp_path / "d" / "mnist").glob("*.gz"))) == 4
+
+
+def test_get_with_a_bad_checksum_fails_in_one_line(tmp_path, capsys):
+    mirror = tmp_path / "mirror"
+    write_idx_set(mirror, gz=True)
+    argv = ["data", "get", "mnist", "--data-dir", str(tmp_path / "d"), "--mirror", mirror.as_uri()]
+    assert main(argv) == 2
+    assert "train-images-idx3-ubyte.gz: MD5" in _error_line(capsys)
+    kept = [p.name for p in (tmp_path / "d" / "mnist").iterdir()]
+    assert kept == ["train-images-idx3-ubyte.gz.bad"]
+
+
+def test_verify_reports_unofficial_counts(tmp_path, capsys):
+    write_cifar10(tmp_path / "cifar-10-batches-bin")
+    assert main(["data", "verify", "cifar10", "--data-dir", str(tmp_path)]) == 2
+    assert "train has 15 images, the official cifar10 has 50000" in _error_line(capsys)
+
+
+def test_verify_folder_tree(tmp_path, capsys):
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("RGB", (5, 4), "red").save(tmp_path / "train" / name / "x.png")
+    assert main(["data", "verify", "folder", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 2 images decoded, 2 classes, 0 non-image files skipped; per class: a 1, b 1" \
+        in out
+    assert out.endswith("ok\n")
+
+
+@needs_fashion
+def test_verify_real_fashion_mnist(tmp_path, capsys):
+    assert main(["data", "verify", "fashion-mnist", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 60000 images 1x28x28; per class: T-shirt/top 6000, Trouser 6000" in out
+    assert "recompressed copy" in out and out.endswith("ok\n")
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_show_writes_a_labelled_grid(tmp_path, capsys, augmented):
+    write_idx_set(tmp_path / "fashion-mnist", train=12, gz=False)
+    out = tmp_path / "grid.png"
+    argv = ["data", "show", "fashion-mnist", "--split", "train", "--data-dir", str(tmp_path),
+            "-n", "5", "-o", str(out)] + (["--augmented"] if augmented else [])  # fmt: skip
+    assert main(argv) == 0
+    assert "wrote" in capsys.readouterr().out
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (3 * 116 + 4, 2 * 130 + 4)
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".png"] == ["fashion-mnist"]
+
+
+def test_show_bad_input_is_one_line(tmp_path, capsys):
+    argv = ["data", "show", "cifar10", "--data-dir", str(tmp_path / "none"), "-o", "x.png"]
+    assert main(argv) == 2
+    assert "does not exist" in _error_line(capsys)
+    write_idx_set(tmp_path / "mnist")
+    assert main(["data", "show", "mnist", "--data-dir", str(tmp_path), "--split", "val", "-o",
+                 str(tmp_path / "g.png")]) == 2  # fmt: skip
+    assert "mnist has no split 'val'" in _error_line(capsys)
+
+
+def test_show_folder_tree_with_the_imagenet_augmentation(tmp_path, capsys):
+    for name, colour in (("red", (200, 10, 10)), ("blue", (10, 10, 200))):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("RGB", (40, 30), colour).save(tmp_path / "train" / name / "x.png")
+    out = tmp_path / "grid.png"
+    argv = ["data", "show", "folder", "--data-dir", str(tmp_path), "--augmented", "-o", str(out)]
+    assert main(argv) == 0
+    with Image.open(out) as image:
+        grid = image.convert("RGB")
+    assert grid.size == (2 * 228 + 4, 1 * 242 + 4)  # two 224x224 crops, labels underneath
+    blue, red = grid.getpixel((4 + 112, 4 + 112)), grid.getpixel((4 + 228 + 112, 4 + 112))
+    assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0]  # the mean was added back

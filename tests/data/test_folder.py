@@ -1,0 +1,174 @@
+"""Class-per-folder trees and the ImageNet layouts: exact labels and pixels, and bad input."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reslab.data import get_dataset, verify
+from reslab.errors import ReslabError
+from tests.data.formats import random_images, write_image
+
+WNIDS = ["n01440764", "n01443537", "n09999999"]
+
+
+def smooth_images(n: int) -> torch.Tensor:
+    """uint8 [n, 3, 24, 32] gradients (JPEG keeps them almost exactly)."""
+    y, x = torch.linspace(0, 1, 24)[:, None], torch.linspace(0, 1, 32)[None, :]
+    return torch.stack([
+        torch.stack([x * 200 + 5 * i + 0 * y, y * 150 + 50 + 0 * x, (x + y) * 60 + 10 * i])
+        for i in range(n)
+    ]).round().to(torch.uint8)  # fmt: skip
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """folder/train/<class>/*.png (exact pixels) and folder/val/ with two of the classes."""
+    images = random_images(6, (3, 10, 12), seed=3)
+    classes = ["cat", "dog", "emu"]
+    for i, image in enumerate(images):
+        write_image(tmp_path / "train" / classes[i % 3] / f"{i}.png", image)
+    write_image(tmp_path / "val" / "emu" / "a.png", images[0])
+    write_image(tmp_path / "val" / "cat" / "b.png", images[1])
+    return tmp_path, images, classes
+
+
+def test_folder_tree_reads_back_exact_pixels_and_labels(tree):
+    root, images, classes = tree
+    train = get_dataset("folder", root, "train")
+    assert train.classes == classes and len(train) == 6
+    by_name = {Path(p).name: (index, label) for index, (p, label) in enumerate(train.samples)}
+    for i, image in enumerate(images):
+        index, label = by_name[f"{i}.png"]
+        got, got_label = train[index]
+        assert torch.equal(got, image) and got_label == label == i % 3
+    val = get_dataset("folder", root, "val")  # labels follow train/'s class order
+    assert val.classes == classes
+    assert [label for _, label in val.samples] == [0, 2]  # cat/b.png, emu/a.png
+    assert torch.equal(val[1][0], images[0])
+
+
+def test_non_images_are_skipped_counted_and_warned(tree, caplog):
+    root, _, _ = tree
+    (root / "train" / "cat" / "notes.txt").write_text("not an image")
+    (root / "train" / "dog" / "broken.jpg").write_bytes(b"GIF89a not a jpeg")
+    (root / "train" / "README").write_text("top-level file")
+    with caplog.at_level(logging.WARNING, logger="reslab.data.folder"):
+        train = get_dataset("folder", root, "train")
+    assert len(train) == 6 and len(train.skipped) == 3
+    assert "skipped 3 file(s)" in caplog.text
+
+
+def test_damaged_image_body_names_the_file(tree):
+    root, _, _ = tree
+    (root / "train" / "cat" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    train = get_dataset("folder", root, "train")
+    index = next(i for i, (path, _) in enumerate(train.samples) if path.endswith("/0.png"))
+    with pytest.raises(ReslabError, match=r"0.png: cannot decode image"):
+        train[index]
+    with pytest.raises(ReslabError, match=r"0.png: cannot decode image"):
+        verify("folder", root)
+
+
+def test_empty_class_folder(tree):
+    root, _, _ = tree
+    (root / "train" / "fox").mkdir()
+    (root / "train" / "fox" / "x.txt").write_text("no images")
+    with pytest.raises(ReslabError, match=r"train/fox: empty class folder"):
+        get_dataset("folder", root, "train")
+
+
+def test_unknown_val_class_and_missing_split(tree):
+    root, images, _ = tree
+    write_image(root / "val" / "yak" / "c.png", images[2])
+    with pytest.raises(ReslabError, match=r"val/yak: class 'yak' is not a training class"):
+        get_dataset("folder", root, "val")
+    with pytest.raises(ReslabError, match=r"test does not exist"):
+        get_dataset("folder", root, "test")
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(ReslabError, match=r"data dir .*absent does not exist"):
+        get_dataset("folder", tmp_path / "absent", "train")
+
+
+@pytest.fixture
+def imagenet(tmp_path):
+    """imagenet/train/<wnid>/*.JPEG (2 per class) and a flat val/ with LOC_val_solution.csv."""
+    base = tmp_path / "imagenet"
+    images = smooth_images(9)
+    for i, image in enumerate(images[:6]):
+        write_image(base / "train" / WNIDS[i % 3] / f"{WNIDS[i % 3]}_{i}.JPEG", image)
+    rows = ["ImageId,PredictionString"]
+    for i, image in enumerate(images[6:], start=1):
+        write_image(base / "val" / f"ILSVRC2012_val_{i:08d}.JPEG", image)
+        wnid = WNIDS[(i + 1) % 3]
+        rows.append(f"ILSVRC2012_val_{i:08d},{wnid} 1 2 30 20 {wnid} 3 4 10 10")
+    (base / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path, images
+
+
+def test_imagenet_train_and_flat_val(imagenet):
+    root, images = imagenet
+    train = get_dataset("imagenet", root, "train")
+    assert train.classes == WNIDS and train.targets == [0, 0, 1, 1, 2, 2]
+    val = get_dataset("imagenet", root, "val")
+    assert val.classes == WNIDS and val.targets == [2, 0, 1]
+    for i, (path, _) in enumerate(val.samples):
+        decoded = val[i][0]
+        reference = torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1)
+        assert decoded.shape == (3, 24, 32)
+        assert (decoded.int() - reference.int()).abs().max() <= 2  # same JPEG, two decoders
+        assert (decoded.float() - images[6 + i].float()).abs().mean() < 3  # quality 95
+
+
+def test_imagenet_val_sorted_into_wnid_folders(imagenet):
+    root, images = imagenet
+    val = root / "imagenet" / "val"
+    for path in list(val.iterdir()):
+        path.unlink()
+    write_image(val / WNIDS[1] / "x.JPEG", images[7])
+    dataset = get_dataset("imagenet", root, "val")
+    assert dataset.targets == [1] and dataset.classes == WNIDS
+
+
+def test_imagenet_verify_compares_with_the_official_counts(imagenet):
+    root, _ = imagenet
+    with pytest.raises(ReslabError, match=r"train has 6 images, the official imagenet has 1281167"):
+        verify("imagenet", root)
+
+
+HEADER = "ImageId,PredictionString\n"
+
+
+@pytest.mark.parametrize(("csv", "message"), [
+    (None, r"LOC_val_solution.csv \(its ground truth\) is missing"),
+    ("id,label\n", r"LOC_val_solution.csv: first line must be"),
+    (HEADER + "ILSVRC2012_val_00000001,\n", r"LOC_val_solution.csv:2: no wnid"),
+    (HEADER, r"ILSVRC2012_val_00000001.JPEG: no ground truth"),
+    (HEADER + "ILSVRC2012_val_00000001,n07777777 1 2 3 4\n", r"n07777777, not a training class"),
+])  # fmt: skip
+def test_flat_val_ground_truth_errors(imagenet, csv, message):
+    root, _ = imagenet
+    path = root / "imagenet" / "LOC_val_solution.csv"
+    if csv is None:
+        path.unlink()
+    else:
+        path.write_text(csv)
+    with pytest.raises(ReslabError, match=message):
+        get_dataset("imagenet", root, "val")
+
+
+def test_class_folders_must_be_wnids(imagenet):
+    root, _ = imagenet
+    (root / "imagenet" / "train" / "cats").mkdir()
+    with pytest.raises(ReslabError, match=r"train/cats: not a WordNet id folder"):
+        get_dataset("imagenet", root, "val")
+
+
+def test_no_imagenet(tmp_path):
+    with pytest.raises(ReslabError, match=r"no ImageNet under"):
+        get_dataset("imagenet", tmp_path, "train")

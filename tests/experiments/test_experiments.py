@@ -1,0 +1,182 @@
+"""Each experiment in a tiny configuration: the report's numbers against the run folders it
+came from, each claim sentence against those numbers, resuming and skipping sub-runs."""
+
+import csv
+import os
+import re
+import statistics
+import time
+
+import pytest
+
+from reslab.experiments import degradation, depth_table, layer_responses, shortcuts
+from reslab.experiments.runs import NetResult, ensure_run, run_state
+from reslab.train.engine import train
+from reslab.train.rundir import read_metrics
+from tests.experiments.conftest import TINY_RECIPE, tiny_setup
+
+
+def rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def last(run_dir, column):
+    return [float(r[column]) for r in read_metrics(run_dir / "metrics.csv") if r[column]][-1]
+
+
+def percents(sentence):
+    return [float(x) / 100 for x in re.findall(r"(\d+\.\d+)%", sentence)]
+
+
+def test_degradation_report_matches_run_folders(degradation_dir):
+    table = rows(degradation_dir / "degradation.csv")
+    assert [r["net"] for r in table] == ["plain-8", "ResNet-8", "plain-14", "ResNet-14"]
+    for r in table:
+        run_dir = degradation_dir / "runs" / r["run_dir"]
+        assert run_state(run_dir).finished
+        assert float(r["train_error"]) == last(run_dir, "train_error")
+        assert float(r["test_error"]) == last(run_dir, "test_error")
+        assert (run_dir / "monitor.csv").is_file()
+    assert int(table[0]["params"]) == int(table[1]["params"])  # option A adds no parameters
+    report = (degradation_dir / "report.md").read_text()
+    html = (degradation_dir / "report.html").read_text()
+    assert "![Fig. 6-style error curves](degradation.png)" in report
+    assert '<img alt="Fig. 6-style error curves" src="degradation.png">' in html
+    assert "<table>" in html and (degradation_dir / "degradation.png").stat().st_size > 1000
+    for r in table:  # the Table 2-style row of each depth shows the CSV's numbers
+        assert f"{100 * float(r['test_error']):.2f}" in report
+
+
+def test_degradation_claims_follow_from_numbers(degradation_dir):
+    table = {r["net"]: r for r in rows(degradation_dir / "degradation.csv")}
+    train_error = {net: float(r["train_error"]) for net, r in table.items()}
+    report = (degradation_dir / "report.md").read_text()
+    plain = next(line for line in report.splitlines() if line.startswith("- The deeper plain net"))
+    higher = train_error["plain-14"] > train_error["plain-8"]
+    assert ("ends with higher training error" in plain) == higher
+    assert percents(plain) == pytest.approx([train_error["plain-14"], train_error["plain-8"]],
+                                            abs=5e-5)
+    resnet = next(line for line in report.splitlines() if line.startswith("- The deeper ResNet"))
+    assert ("with lower training error" in resnet) == (train_error["ResNet-14"]
+                                                       < train_error["ResNet-8"])
+    assert ("reverses the degradation" in resnet) == (
+        higher and train_error["ResNet-14"] < train_error["ResNet-8"])
+
+
+def net(label, family, depth, train_error, test_error=0.1):
+    return NetResult(label, family, depth, None, train_error, test_error, 1000)
+
+
+def test_degradation_claims_both_ways():
+    degrading = degradation.claims([net("plain-20", "plain", 20, 0.10),
+                                    net("plain-56", "plain", 56, 0.20),
+                                    net("ResNet-20", "resnet", 20, 0.09),
+                                    net("ResNet-56", "resnet", 56, 0.05)])
+    assert "ends with higher training error than" in degrading[0]
+    assert "reverses the degradation" in degrading[1]
+    healthy = degradation.claims([net("plain-20", "plain", 20, 0.20),
+                                  net("plain-56", "plain", 56, 0.10),
+                                  net("ResNet-20", "resnet", 20, 0.05),
+                                  net("ResNet-56", "resnet", 56, 0.09)])
+    assert "no higher training error" in healthy[0] and "no degradation" in healthy[0]
+    assert "no lower training error" in healthy[1] and "reverse" not in healthy[1]
+
+
+def test_rerun_skips_finished_and_resumes_stopped(degradation_dir, tiny_data, tmp_path):
+    weights = degradation_dir / "runs" / "resnet8" / "last.safetensors"
+    before = weights.stat().st_mtime_ns
+    degradation.run_degradation(tiny_setup(degradation_dir, tiny_data), depths=[8, 14])
+    assert weights.stat().st_mtime_ns == before  # finished: skipped
+
+    config = {**TINY_RECIPE, "val_split": "test", "model": "resnet8", "data": "fashion-mnist",
+              "data_dir": str(tiny_data), "device": "cpu"}
+    folder = tmp_path / "stopped"
+    train(config, out=str(folder), stop_after=1, progress=False)
+    old = time.time() - 3600
+    for name in ("metrics.csv", "trainer_state.pt"):
+        os.utime(folder / name, (old, old))  # a stopped run, not one being written
+    assert not run_state(folder).finished and not run_state(folder).active
+    ensure_run(folder, config, progress=False)
+    assert run_state(folder).finished
+    assert [int(r["iteration"]) for r in read_metrics(folder / "metrics.csv")
+            if r["train_error"]] == [1, 2, 4]
+
+
+def test_layer_responses_report(degradation_dir, tiny_data, tmp_path):
+    runs = sorted((degradation_dir / "runs").iterdir())
+    layer_responses.run_layer_responses(runs, out=tmp_path / "lr", images=60,
+                                        data_dir=str(tiny_data), device="cpu")
+    table = rows(tmp_path / "lr" / "layer_responses.csv")
+    means = {}
+    for run in {r["run"] for r in table}:
+        stds = [float(r["std"]) for r in table if r["run"] == run]
+        depth = int(run.split("-")[1])
+        assert len(stds) == depth - 1  # the stem and two 3x3 convs per block
+        means[run] = statistics.fmean(stds)
+    report = (tmp_path / "lr" / "report.md").read_text()
+    for run, mean in means.items():
+        assert f"| {run} |" in report and f"{mean:.4g}" in report
+    for depth in (8, 14):
+        line = next(s for s in report.splitlines() if s.startswith(f"- At depth {depth} "))
+        smaller = means[f"ResNet-{depth}"] < means[f"plain-{depth}"]
+        assert ("are smaller than" in line) == smaller
+    shrink = next(s for s in report.splitlines() if "with depth" in s)
+    assert ("responses shrink" in shrink) == (means["ResNet-14"] < means["ResNet-8"])
+
+
+def test_depth_table_report(tiny_data, tmp_path):
+    out = tmp_path / "depth"
+    depth_table.run_depth_table(tiny_setup(out, tiny_data, monitor=0, eval_every=4),
+                                depths=[8], seeds=2)
+    table = rows(out / "depth_table.csv")
+    assert [r["run_dir"] for r in table] == ["resnet8-seed0", "resnet8-seed1"]
+    errors = [float(r["test_error"]) for r in table]
+    assert errors == [last(out / "runs" / r["run_dir"], "test_error") for r in table]
+    report = (out / "report.md").read_text()
+    cell = f"{100 * statistics.fmean(errors):.2f} ± {100 * statistics.stdev(errors):.2f}"
+    assert f"| ResNet-8 | 0.08M | 2 | {cell} | {100 * min(errors):.2f} | – | – |" in report
+
+
+def test_depth_table_claims():
+    rows_ = [{"depth": 20, "mean": 0.09}, {"depth": 32, "mean": 0.08}, {"depth": 56, "mean": 0.085}]
+    falls, deepest = depth_table.claims(rows_)
+    assert "does not fall" in falls and "is better than" in deepest
+    falls, deepest = depth_table.claims(rows_[:2])
+    assert "falls at every step" in falls and "ResNet-32 8.00%" in falls
+    assert depth_table.claims(rows_[:1]) == []
+
+
+def test_shortcuts_report(tiny_data, tmp_path):
+    out = tmp_path / "shortcuts"
+    shortcuts.run_shortcuts(tiny_setup(out, tiny_data, monitor=0, iters=2), depth=8)
+    table = {r["net"]: r for r in rows(out / "shortcuts.csv")}
+    assert list(table) == ["plain-8", "ResNet-8 A", "ResNet-8 B", "ResNet-8 C"]
+    params = {k: int(v["params"]) for k, v in table.items()}
+    assert params["plain-8"] == params["ResNet-8 A"] < params["ResNet-8 B"] < params["ResNet-8 C"]
+    errors = {k: float(v["test_error"]) for k, v in table.items()}
+    for name, r in table.items():
+        assert errors[name] == last(out / "runs" / r["run_dir"], "test_error")
+    report = (out / "report.md").read_text()
+    line = next(s for s in report.splitlines() if "beats" in s)
+    options = [errors[f"ResNet-8 {o}"] for o in "ABC"]
+    assert line.startswith("- Every") == all(e < errors["plain-8"] for e in options)
+
+
+def test_shortcuts_claims():
+    nets = [net("plain-32", "plain", 32, 0.2, 0.20), net("ResNet-32 A", "resnet", 32, 0.1, 0.10),
+            net("ResNet-32 B", "resnet", 32, 0.1, 0.09), net("ResNet-32 C", "resnet", 32, 0.1, 0.11)]
+    best, beats, small = shortcuts.claims(nets)
+    assert best.startswith("ResNet-32 B") and "2.00 points" in best
+    assert beats.startswith("Every") and "are smaller than" in small
+
+
+def test_layer_response_claims():
+    def responses(model, residual, depth, value):
+        return layer_responses.Responses(None, model, residual, depth, {"conv1": value})
+
+    sentences = layer_responses.claims([responses("plain20", False, 20, 1.0),
+                                        responses("resnet20", True, 20, 0.8),
+                                        responses("resnet56", True, 56, 0.9)])
+    assert "are smaller than" in sentences[0]
+    assert "do not shrink" in sentences[1]

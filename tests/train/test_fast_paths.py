@@ -1,0 +1,152 @@
+"""Each fast path of the training step gives the plain step's results, within tolerance."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import reslab
+from reslab.errors import ReslabError
+from reslab.train.config import resolve
+from reslab.train.engine import train
+from reslab.train.step import TrainStep, device_defaults
+from tests.data_fixtures import write_tiny_fashion_mnist
+
+LRS = (0.1, 0.1, 0.05, 0.01)  # changing values: a fast path must follow the schedule
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def batches(device="cpu", *, n=len(LRS), size=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, 3, size, size, generator=generator).to(device),
+             torch.randint(0, 10, (8,), generator=generator).to(device)) for _ in range(n)]
+
+
+def fresh_model(device="cpu"):
+    torch.manual_seed(0)
+    return reslab.create_model("resnet8").to(device)
+
+
+def sgd(model, **options):
+    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, **options)
+
+
+def train_steps(model, data, *, sgd_options=None, channels_last=False, **switches):
+    """Run one TrainStep per batch with the LRS schedule; return the model and the losses."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step = TrainStep(model, sgd(model, **(sgd_options or {})), **switches)
+    losses = []
+    for (x, y), lr in zip(data, LRS):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss, _ = step(x, y, lr=lr)
+        losses.append(loss.item())
+    return model, losses
+
+
+def assert_same_weights(a, b, *, atol):
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p.float(), q.float(), rtol=1e-3, atol=atol, msg=name)
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return train_steps(fresh_model(), batches(), sgd_options={"foreach": False})
+
+
+@pytest.mark.parametrize("options", [{"foreach": True}, {"fused": True}])
+def test_foreach_and_fused_sgd_match_the_loop(plain, options):
+    model, losses = train_steps(fresh_model(), batches(), sgd_options=options)
+    assert_same_weights(model, plain[0], atol=1e-6)
+    assert losses == pytest.approx(plain[1], rel=1e-6)
+
+
+def test_channels_last_matches(plain):
+    model, losses = train_steps(fresh_model(), batches(), channels_last=True)
+    assert_same_weights(model, plain[0], atol=1e-4)
+    assert losses == pytest.approx(plain[1], rel=1e-4)
+
+
+def test_bf16_autocast_is_close(plain):
+    model, losses = train_steps(fresh_model(), batches(), amp=True)
+    assert losses == pytest.approx(plain[1], rel=3e-2)  # bf16 keeps 8 bits of mantissa
+    assert_same_weights(model, plain[0], atol=2e-2)
+
+
+@pytest.mark.slow
+def test_compile_step_matches(plain):
+    model, losses = train_steps(fresh_model(), batches(), sgd_options={"fused": True},
+                                compile_step=True)
+    assert_same_weights(model, plain[0], atol=1e-4)
+    assert losses == pytest.approx(plain[1], rel=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("amp", [False, True])
+def test_cuda_graphs_match_the_eager_step(amp):
+    data = batches("cuda", n=len(LRS))  # 3 warm-up steps, the capture, then replays
+    data += data
+    schedule = LRS + LRS[::-1]
+
+    def run(**switches):
+        model = fresh_model("cuda")
+        step = TrainStep(model, sgd(model, fused=True), amp=amp, **switches)
+        return model, [step(x, y, lr=lr)[0].item() for (x, y), lr in zip(data, schedule)]
+
+    eager, eager_losses = run()
+    graphed, graphed_losses = run(cuda_graphs=True)
+    assert_same_weights(graphed, eager, atol=1e-3 if amp else 1e-4)
+    assert graphed_losses == pytest.approx(eager_losses, rel=1e-2 if amp else 1e-4)
+
+
+@pytest.mark.parametrize(("switches", "sgd_options", "message"), [
+    ({}, {"foreach": True}, "needs fused SGD"),
+    ({"compile_step": True}, {"fused": True}, "one of cuda_graphs and compile_step"),
+    ({"after_backward": lambda: None}, {"fused": True}, "training monitor"),
+    ({}, {"fused": True}, "needs a CUDA device" if not torch.cuda.is_available() else None),
+])  # fmt: skip
+def test_cuda_graphs_refuses_what_a_capture_cannot_do(switches, sgd_options, message):
+    if message is None:
+        pytest.skip("CUDA is available: the device check passes")
+    model = fresh_model()
+    with pytest.raises(ReslabError, match=message):
+        TrainStep(model, sgd(model, **sgd_options), cuda_graphs=True, **switches)
+
+
+def test_after_backward_sees_gradients_before_the_update():
+    model = fresh_model()
+    before = model.fc.weight.detach().clone()
+    seen = []
+
+    def hook():
+        seen.append((model.fc.weight.grad is not None, torch.equal(model.fc.weight, before)))
+
+    step = TrainStep(model, sgd(model), after_backward=hook)
+    x, y = batches(n=1)[0]
+    step(x, y, lr=0.1)
+    assert seen == [(True, True)] and not torch.equal(model.fc.weight, before)
+
+
+def test_device_defaults():
+    config = resolve({"device": "cpu"})
+    assert config.channels_last is None and config.fused_sgd
+    assert device_defaults(config, torch.device("cpu")).channels_last is False
+    assert device_defaults(config, torch.device("cuda")).channels_last is True
+    explicit = resolve({"device": "cpu", "channels_last": True})
+    assert device_defaults(explicit, torch.device("cpu")).channels_last is True
+
+
+def test_engine_switches_train_the_same(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_tiny_fashion_mnist(tmp_path / "data", train=32, test=16)
+    common = dict(model="resnet8", data="fashion-mnist", data_dir=str(tmp_path / "data"),
+                  iters=3, eval_every=3, log_every=3, batch_size=16, device="cpu", seed=1,
+                  deterministic=True, train_split="train", val_split=None, test_split="test",
+                  progress=False)
+    default = train(**common, out=str(tmp_path / "default"))
+    switched = train(**common, fused_sgd=False, channels_last=True, out=str(tmp_path / "other"))
+    a, b = (load_file(run.run_dir / "last.safetensors") for run in (default, switched))
+    for key in a:
+        torch.testing.assert_close(b[key].float(), a[key].float(), rtol=1e-3, atol=1e-4, msg=key)
+    saved = (default.run_dir / "config.toml").read_text()
+    assert "channels_last = false" in saved and "fused_sgd = true" in saved  # as resolved
