@@ -87,3 +87,12 @@ def test_toml_errors(tmp_path):
     none = tmp_path / "none.toml"
     none.write_text('val_split = "none"\n')
     assert read_toml(none) == {"val_split": None}
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    from reslab.train.rundir import dump_toml
+
+    cfg = resolve({"val_split": "none", "data": "fashion-mnist", "iters": 10})
+    path = tmp_path / "config.toml"
+    path.write_text(dump_toml(cfg.to_dict()))
+    assert resolve(read_toml(path)) == cfg  # a resume keeps val_split = None

@@ -48,11 +48,12 @@ def git_commit() -> str:
 
 
 def dump_toml(values: dict[str, Any]) -> str:
-    """Write a flat dict of scalars and lists as TOML (``None`` values are left out)."""
+    """Write a flat dict of scalars and lists as TOML (``None`` as ``"none"``, which the config
+    reader turns back into None, so that a resume keeps e.g. ``val_split = None``)."""
     lines = []
     for key, value in values.items():
-        if value is not None:
-            lines.append(f"{key} = {json.dumps(value)}")  # JSON scalars/lists are valid TOML
+        value = "none" if value is None else value
+        lines.append(f"{key} = {json.dumps(value)}")  # JSON scalars/lists are valid TOML
     return "\n".join(lines) + "\n"
 
 
