@@ -36,3 +36,14 @@ def choices_hint(choices: Iterable[str], limit: int = 40) -> str:
 def natural_key(text: str) -> tuple:
     """Sort key putting ``resnet20`` before ``resnet110`` (numbers compared as numbers)."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text))
+
+
+def check_positive(**values: int) -> None:
+    """Raise :class:`ReslabError` unless every value is a positive integer.
+
+    Args:
+        **values: Option names and their values, e.g. ``num_classes=10``.
+    """
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReslabError(f"{name} must be a positive integer, got {value!r}")

@@ -66,15 +66,15 @@ def _train(rank, kwargs, record=None):
     """Train; with ``record``, write the training loader's (epoch, start, stop) positions."""
     shards = []
     if record:
-        shard = TensorLoader._shard
+        shard = TensorLoader.shard
 
-        def recording(loader, batch):
-            lo, hi = shard(loader, batch)
+        def recording(loader, batch, num_samples):
+            lo, hi = shard(loader, batch, num_samples)
             if loader.train and loader.seed == SEED:
                 shards.append((loader.epoch, lo, hi))
             return lo, hi
 
-        TensorLoader._shard = recording  # in this forked rank only
+        TensorLoader.shard = recording  # in this forked rank only
     train(**kwargs, progress=False)
     if record:
         Path(f"{record}-{rank}.json").write_text(json.dumps(shards))

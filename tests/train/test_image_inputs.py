@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from reslab.data import get_dataset, pipeline
-from reslab.data.image_loader import ImageLoader, shard_bounds
+from reslab.data.base import shard_bounds
+from reslab.data.image_loader import ImageLoader
 from reslab.train.engine import train
 from tests.data.formats import write_image
 

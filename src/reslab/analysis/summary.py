@@ -45,9 +45,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from reslab.errors import ReslabError
+from reslab.errors import ReslabError, check_positive
 from reslab.models import create_model
-from reslab.models.classic import check_positive
 
 aten = torch.ops.aten
 

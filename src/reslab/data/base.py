@@ -18,6 +18,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from reslab.errors import ReslabError
+
 
 def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
     """A tqdm progress bar on stderr, shown only when stderr is a terminal."""
@@ -72,3 +74,59 @@ class SeededDataset(Dataset, abc.ABC):
         with torch.random.fork_rng(devices=()):
             torch.random.default_generator.manual_seed(derive_seed(self.seed, self.epoch, index))
             return self.transform(image), label
+
+
+def shard_bounds(start: int, size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Positions ``[lo, hi)`` of rank ``rank``'s contiguous share of ``size`` positions from
+    ``start`` (shares differ by at most one, as :func:`torch.tensor_split`)."""
+    base, extra = divmod(size, world_size)
+    lo = start + rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
+
+
+class EpochPosition:
+    """Where a resumable, rank-aware loader stands: the epoch, the next global batch, the seed.
+
+    Shared by :class:`reslab.data.TensorLoader` and :class:`reslab.data.image_loader.ImageLoader`.
+    Sub-classes set ``epoch``, ``batch``, ``seed``, ``batch_size``, ``rank`` and ``world_size``
+    and define ``__len__`` (global batches per epoch).
+    """
+
+    epoch: int
+    batch: int
+    seed: int
+    batch_size: int
+    rank: int
+    world_size: int
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch; if it is the epoch in progress (e.g. restored by
+        :meth:`load_state_dict`), iteration continues where it stopped."""
+        if epoch != self.epoch:
+            self.epoch, self.batch = epoch, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """The position: ``epoch``, ``batch`` (the next batch to yield) and ``seed``."""
+        return {"epoch": self.epoch, "batch": self.batch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict`: the next batch is the first one not yet seen.
+
+        Raises:
+            ReslabError: The state was made with another seed or does not fit this loader.
+        """
+        if int(state["seed"]) != self.seed:
+            raise ReslabError(f"data state has seed {state['seed']}, this loader {self.seed}")
+        if not 0 <= int(state["batch"]) <= len(self):
+            raise ReslabError(f"data state batch {state['batch']} is outside 0..{len(self)}")
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+    def shard(self, batch: int, num_samples: int) -> tuple[int, int]:
+        """Positions ``[lo, hi)`` of this rank's part of global batch ``batch`` of an epoch of
+        ``num_samples`` positions."""
+        start = batch * self.batch_size
+        size = min(self.batch_size, num_samples - start)
+        return shard_bounds(start, size, self.rank, self.world_size)

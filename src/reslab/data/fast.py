@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reslab.data.base import derive_seed
+from reslab.data.base import EpochPosition, derive_seed
 from reslab.errors import ReslabError
 
 
-class TensorLoader:
+class TensorLoader(EpochPosition):
     """Batches of a split held on ``device``, augmented with batched tensor ops.
 
     Args:
@@ -120,12 +120,6 @@ class TensorLoader:
         """Samples per epoch, all ranks together."""
         return len(self) * self.batch_size if self.train else len(self.labels)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch; if it is the epoch in progress (e.g. restored by
-        :meth:`load_state_dict`), iteration continues where it stopped."""
-        if epoch != self.epoch:
-            self.epoch, self.batch = epoch, 0
-
     def state_dict(self) -> dict[str, int]:
         """The position, for an exact resume.
 
@@ -134,24 +128,8 @@ class TensorLoader:
             (samples yielded to all ranks since epoch 0, for logs).
         """
         done = min(self.batch * self.batch_size, self.samples_per_epoch)
-        return {
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "seed": self.seed,
-            "samples_seen": self.epoch * self.samples_per_epoch + done,
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from a :meth:`state_dict`: the next batch is the first one not yet seen.
-
-        Raises:
-            ReslabError: The state was made with another seed or does not fit this loader.
-        """
-        if int(state["seed"]) != self.seed:
-            raise ReslabError(f"data state has seed {state['seed']}, this loader {self.seed}")
-        if not 0 <= int(state["batch"]) <= len(self):
-            raise ReslabError(f"data state batch {state['batch']} is outside 0..{len(self)}")
-        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        return {**super().state_dict(),
+                "samples_seen": self.epoch * self.samples_per_epoch + done}
 
     def _plan(self) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """This epoch's order, and crop offsets [N, 2] and flips [N] by sample index."""
@@ -165,14 +143,6 @@ class TensorLoader:
         if not self.flip:
             flips.zero_()
         return order.to(self.device), offsets.to(self.device), flips.to(self.device)
-
-    def _shard(self, batch: int) -> tuple[int, int]:
-        """Positions ``[start, stop)`` of this rank's part of global batch ``batch``."""
-        start = batch * self.batch_size
-        size = min(self.batch_size, len(self.labels) - start)
-        base, extra = divmod(size, self.world_size)
-        lo = start + self.rank * base + min(self.rank, extra)
-        return lo, lo + base + (self.rank < extra)
 
     def _crop_flip(self, index: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
         """Crops of the original size at ``offsets`` [b, 2] of the padded samples ``index``
@@ -194,7 +164,7 @@ class TensorLoader:
         epoch, then move to the next epoch."""
         order, offsets, flips = self._plan()
         for batch in range(self.batch, len(self)):
-            lo, hi = self._shard(batch)
+            lo, hi = self.shard(batch, len(self.labels))
             index = order[lo:hi]
             if self.train:
                 x = self._crop_flip(index, offsets[index], flips[index])  # uint8 [b, C, H, W]

@@ -15,19 +15,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from reslab.data.base import SeededDataset, derive_seed
+from reslab.data.base import EpochPosition, SeededDataset, derive_seed
 from reslab.errors import ReslabError
 
 
-def shard_bounds(start: int, size: int, rank: int, world_size: int) -> tuple[int, int]:
-    """Positions ``[lo, hi)`` of rank ``rank``'s contiguous share of ``size`` positions from
-    ``start`` (shares differ by at most one, as :func:`torch.tensor_split`)."""
-    base, extra = divmod(size, world_size)
-    lo = start + rank * base + min(rank, extra)
-    return lo, lo + base + (rank < extra)
-
-
-class ImageLoader:
+class ImageLoader(EpochPosition):
     """A resumable, rank-aware loader over a :class:`reslab.data.base.SeededDataset`.
 
     Args:
@@ -75,21 +67,6 @@ class ImageLoader:
         n = len(self.dataset)
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch (unless it is the epoch in progress)."""
-        if epoch != self.epoch:
-            self.epoch, self.batch = epoch, 0
-
-    def state_dict(self) -> dict[str, int]:
-        """The position: ``epoch``, ``batch`` (the next one to yield) and ``seed``."""
-        return {"epoch": self.epoch, "batch": self.batch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from :meth:`state_dict` at the first batch not yet seen."""
-        if int(state["seed"]) != self.seed:
-            raise ReslabError(f"data state has seed {state['seed']}, this loader {self.seed}")
-        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
-
     def _order(self) -> Tensor:
         n = len(self.dataset)
         if not self.train:
@@ -104,9 +81,7 @@ class ImageLoader:
         first = self.batch
         shards = []
         for batch in range(first, len(self)):
-            start = batch * self.batch_size
-            lo, hi = shard_bounds(start, min(self.batch_size, len(order) - start), self.rank,
-                                  self.world_size)
+            lo, hi = self.shard(batch, len(order))
             shards.append(order[lo:hi].tolist())
         self.dataset.set_epoch(self.epoch)
         loader = DataLoader(

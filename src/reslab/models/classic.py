@@ -34,7 +34,7 @@ import torchvision.models.vgg as tv_vgg
 from torch import Tensor, nn
 from torchvision.models.googlenet import GoogLeNet as TorchvisionGoogLeNet
 
-from reslab.errors import ReslabError
+from reslab.errors import check_positive
 from reslab.models.registry import register_model
 
 
@@ -73,17 +73,6 @@ GOOGLENET_TRUNK = (
     "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
     "inception5a", "inception5b",
 )
-
-
-def check_positive(**values: int) -> None:
-    """Raise :class:`ReslabError` unless every value is a positive integer.
-
-    Args:
-        **values: Option names and their values, e.g. ``num_classes=10``.
-    """
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ReslabError(f"{name} must be a positive integer, got {value!r}")
 
 
 def output_size(

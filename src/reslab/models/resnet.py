@@ -11,7 +11,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from reslab.errors import ReslabError, choices_hint
+from reslab.errors import ReslabError, check_positive, choices_hint
 from reslab.models.blocks import (
     SHORTCUT_OPTIONS,
     VARIANTS,
@@ -58,9 +58,7 @@ def check_cifar_depth(depth: int) -> int:
 
 
 def _check_options(*, num_classes: int, in_channels: int, shortcut: str, variant: str) -> None:
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ReslabError(f"{name} must be a positive integer, got {value!r}")
+    check_positive(num_classes=num_classes, in_channels=in_channels)
     if shortcut not in SHORTCUT_OPTIONS:
         raise ReslabError(f"unknown shortcut option {shortcut!r}; {choices_hint(SHORTCUT_OPTIONS)}")
     if variant not in VARIANTS:
@@ -172,7 +170,7 @@ class ResNet(nn.Module):
         Args:
             num_classes: The new number of classes.
         """
-        _check_options(num_classes=num_classes, in_channels=1, shortcut="A", variant="v1")
+        check_positive(num_classes=num_classes)
         self.fc = nn.Linear(self.num_features, num_classes).to(self.fc.weight.device)
 
 
