@@ -1,7 +1,10 @@
 """Configuration: paper defaults, presets, TOML and flags, strict types."""
 
+import argparse
+
 import pytest
 
+from reslab.commands.train import add_config_flags, config_overrides
 from reslab.errors import ReslabError
 from reslab.train.config import PRESETS, TrainConfig, coerce, read_toml, resolve
 
@@ -96,3 +99,18 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(dump_toml(cfg.to_dict()))
     assert resolve(read_toml(path)) == cfg  # a resume keeps val_split = None
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], None),  # not given: the config's default (0, off) stays
+    (["--monitor"], "100"),  # alone: the default interval
+    (["--monitor", "25"], "25"),
+])
+def test_monitor_flag_takes_an_optional_interval(argv, expected):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--set", action="append")
+    add_config_flags(parser)
+    overrides = config_overrides(parser.parse_args([*argv, "--lr", "0.05"]))
+    assert overrides.get("monitor") == expected
+    config = resolve(overrides)
+    assert config.monitor == (0 if expected is None else int(expected))

@@ -46,3 +46,9 @@ def test_cosine_and_state_round_trip():
     b.load_state_dict(a.state_dict())
     assert b.lr(3) == a.lr(3) == pytest.approx(0.01) and not b.warming_up
     assert math.isclose(b.best_val_error, 0.3)
+
+
+def test_linear_decays_in_a_straight_line_to_zero():
+    s = LRSchedule(base_lr=0.2, total_iters=100, kind="linear")
+    assert [s.lr(i) for i in (0, 25, 50, 99)] == pytest.approx([0.2, 0.15, 0.1, 0.002])
+    assert s.lr(100) == pytest.approx(0.0, abs=1e-12)

@@ -28,6 +28,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif typing.get_origin(_HINTS[name]) is list:
             group.add_argument(flag, dest=name, nargs="+", default=None, metavar="N",
                                help=help_text)
+        elif "bare" in field.metadata:  # ``--monitor`` alone or ``--monitor 50``
+            group.add_argument(flag, dest=name, nargs="?", const=str(field.metadata["bare"]),
+                               default=None, metavar=name.upper(), help=help_text)
         else:
             group.add_argument(flag, dest=name, default=None, metavar=name.upper(),
                                help=help_text)

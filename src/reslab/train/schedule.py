@@ -3,6 +3,8 @@
 - ``step`` (Sec. 4.2): lr divided by 10 at fixed iterations (32k and 48k of 64k).
 - ``plateau`` (Sec. 3.4): lr divided by 10 when the validation error stops improving.
 - ``cosine``: a smooth decay to zero (not in the paper; a common shortened recipe).
+- ``linear``: a straight-line decay to zero (not in the paper; for runs of a few epochs, where
+  it keeps the lr higher for longer than the step schedule and ends lower than cosine's tail).
 - warm-up (Sec. 4.2, ResNet-110): a small lr (0.01) until the training error is below 80%.
 
 The schedule's whole state is a few numbers, saved in the trainer state for an exact resume.
@@ -22,7 +24,7 @@ class LRSchedule:
     Args:
         base_lr: The initial learning rate (0.1).
         total_iters: Length of the run in iterations.
-        kind: ``"step"``, ``"plateau"`` or ``"cosine"``.
+        kind: ``"step"``, ``"plateau"``, ``"cosine"`` or ``"linear"``.
         milestones: Iterations where ``step`` multiplies the lr by ``decay``.
         decay: The factor (0.1).
         patience: Evaluations without a new best validation error before ``plateau`` decays.
@@ -57,7 +59,10 @@ class LRSchedule:
             return self.base_lr * self.decay ** bisect.bisect_right(self.milestones, iteration)
         if self.kind == "plateau":
             return self.base_lr * self.decay**self.plateau_decays
-        return 0.5 * self.base_lr * (1 + math.cos(math.pi * iteration / self.total_iters))
+        progress = iteration / self.total_iters
+        if self.kind == "linear":
+            return self.base_lr * (1 - progress)
+        return 0.5 * self.base_lr * (1 + math.cos(math.pi * progress))
 
     def observe_train_error(self, error: float) -> None:
         """End the warm-up once the training error is below ``warmup_error`` (Sec. 4.2)."""
