@@ -65,7 +65,7 @@ def test_wrong_types_and_keys(key, value, message):
         ({"lr": "0"}, "lr must be positive"),
         ({"lr": "-0.1"}, "lr must be positive"),
         ({"batch_size": "0"}, "batch_size must be positive"),
-        ({"schedule": "linear"}, "unknown schedule 'linear'"),
+        ({"schedule": "exponential"}, "unknown schedule 'exponential'"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
         ({"preset": "nope"}, "unknown preset 'nope'"),
         ({"weight_decay": "-1"}, "weight_decay must not be negative"),
