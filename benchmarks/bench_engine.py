@@ -42,13 +42,15 @@ TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
 
 def write_cifar10(folder: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
     """``images`` (uint8 [N, 3, 32, 32]) as ``cifar-10-batches-bin``: records of one label byte
-    and 3072 pixel bytes, split over the five training files; a one-record test file."""
+    and 3072 pixel bytes, split over the five training files, the first file's records again as
+    the test file (the reader wants every file the same length)."""
     folder.mkdir(parents=True)
     records = np.concatenate([labels.numpy().astype(np.uint8)[:, None],
                               images.reshape(len(images), -1).numpy()], axis=1)  # [N, 3073]
-    for name, part in zip(TRAIN_FILES, np.array_split(records, len(TRAIN_FILES))):
-        part.tofile(folder / name)
-    records[:1].tofile(folder / "test_batch.bin")
+    per_file = len(records) // len(TRAIN_FILES)
+    for i, name in enumerate(TRAIN_FILES):
+        records[i * per_file:(i + 1) * per_file].tofile(folder / name)
+    records[:per_file].tofile(folder / "test_batch.bin")
     (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n")
 
 
