@@ -29,8 +29,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=name, nargs="+", default=None, metavar="N",
                                help=help_text)
         elif "bare" in field.metadata:  # ``--monitor`` alone or ``--monitor 50``
-            group.add_argument(flag, dest=name, nargs="?", const=str(field.metadata["bare"]),
-                               default=None, metavar=name.upper(), help=help_text)
+            bare = field.metadata["bare"]
+            group.add_argument(flag, dest=name, nargs="?", const=str(bare), default=None,
+                               metavar=name.upper(), help=f"{help_text} (alone: {bare})")
         else:
             group.add_argument(flag, dest=name, default=None, metavar=name.upper(),
                                help=help_text)

@@ -31,6 +31,9 @@ def _opt(default: Any, help: str, *, bare: Any = None) -> Any:  # noqa: A002 - a
     return field(default=default, metadata=metadata)
 
 
+SCHEDULES = ("step", "plateau", "cosine", "linear")  # reslab.train.schedule.LRSchedule's kinds
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on. Defaults: the CIFAR-10 recipe of Sec. 4.2."""
@@ -56,7 +59,7 @@ class TrainConfig:
     nesterov: bool = _opt(False, "Nesterov momentum (not in the paper)")
     iters: int = _opt(64000, "training iterations (Sec. 4.2: 64k)")
     epochs: float | None = _opt(None, "train this many epochs instead of --iters")
-    schedule: str = _opt("step", "learning-rate schedule: step, plateau, cosine, linear")
+    schedule: str = _opt("step", f"learning-rate schedule: {', '.join(SCHEDULES)}")
     milestones: list[float] = _opt(
         [32000, 48000], "where the lr is divided (step): iterations, or epochs with --epochs"
     )
@@ -73,9 +76,8 @@ class TrainConfig:
     eval_every: int = _opt(1000, "evaluate and checkpoint every N iterations")
     log_every: int = _opt(100, "log training loss/error every N iterations")
     precise_bn: int = _opt(0, "re-estimate BN statistics on N training batches before evaluating")
-    monitor: int = _opt(0, "every N iterations (--monitor alone: 100) record per-layer "
-                        "activation/gradient std and update/weight ratio (monitor.csv); 0: off",
-                        bare=100)
+    monitor: int = _opt(0, "every N iterations record per-layer activation/gradient std and "
+                        "update/weight ratio (monitor.csv); 0: off", bare=100)
     # System.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     amp: bool = _opt(False, "bf16 autocast where supported")
@@ -118,7 +120,6 @@ DEFAULT_PRESET = {
     "cifar10": "cifar-paper", "cifar100": "cifar-paper", "imagenet": "imagenet-paper",
     "folder": "imagenet-paper", "fashion-mnist": "fashion-mnist", "mnist": "fashion-mnist",
 }
-SCHEDULES = ("step", "plateau", "cosine", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
