@@ -95,3 +95,30 @@ def test_conv_with_two_users_is_not_folded():
     x = torch.randn(1, 2, 4, 4)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x))
+
+
+def test_a_module_called_twice_is_not_folded():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+            self.bn = nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) + self.bn(self.conv(x * 2))  # one BN, two call sites
+
+    model = with_trained_bn(Shared())
+    folded = fold_batchnorm(model)
+    assert count(folded, nn.BatchNorm2d) == 1
+    x = torch.randn(1, 2, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x))
+
+
+def test_folded_copy_keeps_the_model_interface():
+    model = with_trained_bn(reslab.create_model("resnet8", num_classes=3))
+    folded = fold_batchnorm(model)
+    assert type(folded) is type(model)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert_same_outputs(folded.forward_head(folded.forward_features(x)), model(x))

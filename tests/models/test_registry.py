@@ -6,6 +6,7 @@ import torch
 
 import reslab
 from reslab.errors import ReslabError
+from reslab.models.fuse import fold_batchnorm
 
 SLOW = {"resnet1202", "resnet152", "plain152", "vgg19"}
 # Nets with global pooling run at any size: a 64x64 input checks them at a fraction of the cost
@@ -55,6 +56,25 @@ def test_every_model_heads_and_reset(name):
         assert torch.equal(model.forward_head(feats), model(x))
         model.reset_classifier(3)
         assert model(x).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", [n for n in reslab.list_models() if n not in SLOW])
+def test_every_model_folds_for_inference(name):
+    """Evaluation runs every net with BN folded (reslab.eval, the trainer's val/test passes)."""
+    torch.manual_seed(0)
+    info = reslab.model_info(name)
+    model = reslab.create_model(name, num_classes=5).eval()
+    for m in model.modules():  # statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, info.in_channels, *small_input(info))
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(folded(x), expected, rtol=1e-4,
+                                   atol=1e-4 * max(1.0, expected.abs().max().item()))
 
 
 def test_list_models_patterns():

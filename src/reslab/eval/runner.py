@@ -13,6 +13,8 @@
 
 The images are normalised by the checkpoint's own preprocessing
 (:class:`reslab.eval.predictor.Preprocessing`), as :func:`reslab.load` does for prediction.
+The forward passes run on a copy with BN folded into the convolutions
+(:func:`reslab.models.fuse.fold_batchnorm`): the same errors, faster.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from reslab.eval.metrics import EvalResult
 from reslab.eval.metrics import evaluate as evaluate_batches
 from reslab.eval.predictor import TEST_RESIZE_RATIO, Predictor, load
 from reslab.eval.protocols import predict_multiscale, predict_ten_crop
+from reslab.models.fuse import fold_batchnorm
 from reslab.train.inputs import endless
 from reslab.train.precise_bn import update_bn_stats
 
@@ -162,7 +165,7 @@ def run_evaluation(
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(loader, desc=f"eval {data} {split} ({protocol})", disable=not show)
     result = evaluate_batches(
-        predictor.model, (prepare(images, labels) for images, labels in bar),
+        fold_batchnorm(predictor.model), (prepare(images, labels) for images, labels in bar),
         num_classes=len(classes), device=predictor.device,
         predict=protocol_function(protocol, predictor.input_size),
     )  # fmt: skip

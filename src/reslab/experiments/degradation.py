@@ -140,8 +140,5 @@ def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
                    "activation collapse)", monitor_lines(results))
     report.add("Complexity of each net: `reslab summary --compare "
                + " ".join(f"{r.family}{r.depth}" for r in results) + "`.")
-    report.table_csv("degradation.csv", [
-        {"net": r.label, "family": r.family, "depth": r.depth, "train_error": r.train_error,
-         "test_error": r.test_error, "params": r.params, "run_dir": r.run_dir.name}
-        for r in results])
+    report.table_csv("degradation.csv", [r.csv_row() for r in results])
     return report.save()

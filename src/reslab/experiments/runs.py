@@ -256,6 +256,12 @@ class NetResult:
     test_error: float | None
     params: int
 
+    def csv_row(self) -> dict[str, Any]:
+        """The net's row in an experiment's CSV."""
+        return {"net": self.label, "family": self.family, "depth": self.depth,
+                "train_error": self.train_error, "test_error": self.test_error,
+                "params": self.params, "run_dir": self.run_dir.name}
+
 
 def net_result(label: str, family: str, depth: int, run_dir: Path) -> NetResult:
     """Read a finished sub-run's final numbers (see :func:`final_value`)."""

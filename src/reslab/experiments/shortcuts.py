@@ -74,7 +74,5 @@ def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
     report.add("The paper (ImageNet ResNet-34, Table 3, top-1/top-5 10-crop val error): plain "
                "28.54/10.02; A 25.03/7.76; B 24.52/7.46; C 24.19/7.40.")
     report.bullets("What the numbers show", claims(results))
-    report.table_csv("shortcuts.csv", [
-        {"net": r.label, "run_dir": r.run_dir.name, "train_error": r.train_error,
-         "test_error": r.test_error, "params": r.params} for r in results])
+    report.table_csv("shortcuts.csv", [r.csv_row() for r in results])
     return report.save()

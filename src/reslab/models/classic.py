@@ -190,8 +190,11 @@ class ClassifierHead(ModelInterface):
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
         """Flatten the trunk's output; apply the fc layers (all but the last if ``pre_logits``)."""
-        x = self.classifier[:-1](torch.flatten(x, 1))  # (N, C, h, w) -> (N, num_features)
-        return x if pre_logits else self.classifier[-1](x)  # -> (N, num_classes)
+        *hidden, logits = self.classifier  # the installed modules (torch.fx can trace them)
+        x = torch.flatten(x, 1)  # (N, C, h, w) -> (N, C*h*w)
+        for layer in hidden:
+            x = layer(x)  # -> (N, num_features)
+        return x if pre_logits else logits(x)  # -> (N, num_classes)
 
 
 class ConvNet(ClassifierHead, nn.Module):

