@@ -122,3 +122,18 @@ def test_folded_copy_keeps_the_model_interface():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert_same_outputs(folded.forward_head(folded.forward_features(x)), model(x))
+
+
+def test_bn_subclass_with_control_flow_is_traced_whole_and_folded():
+    class BranchingBN(nn.BatchNorm2d):  # like reslab.train.distributed.CPUSyncBatchNorm
+        def forward(self, x):
+            if self.training and x.shape[0] > 1:
+                return super().forward(x)
+            return super().forward(x)
+
+    model = with_trained_bn(nn.Sequential(nn.Conv2d(2, 3, 3), BranchingBN(3), nn.ReLU()))
+    folded = fold_batchnorm(model)
+    assert count(folded, nn.BatchNorm2d) == 0
+    x = torch.randn(2, 2, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x))

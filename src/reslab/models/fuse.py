@@ -40,7 +40,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         The folded network, in eval mode (only valid for inference: BN no longer updates).
     """
     folded = copy.deepcopy(model).eval()
-    graph = torch.fx.symbolic_trace(folded).graph
+    graph = _NormLeafTracer().trace(folded)
     modules = dict(folded.named_modules())
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
     for node in graph.nodes:
@@ -55,6 +55,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         _replace_module(folded, conv_node.target, fuse_conv_bn_eval(conv, bn))
         _replace_module(folded, node.target, nn.Identity())
     return folded
+
+
+class _NormLeafTracer(torch.fx.Tracer):
+    """torch.fx's tracer, also keeping every BN subclass whole (e.g. the CPU SyncBatchNorm of
+    :mod:`reslab.train.distributed`, whose forward branches on the process group)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, nn.modules.batchnorm._BatchNorm) or super().is_leaf_module(
+            m, module_qualified_name)
 
 
 def _module(node: object, modules: dict[str, nn.Module]) -> nn.Module | None:
