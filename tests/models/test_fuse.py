@@ -78,36 +78,31 @@ def test_original_untouched_and_unfoldable_bn_kept():
         torch.testing.assert_close(folded(x), model.eval()(x))
 
 
-def test_conv_with_two_users_is_not_folded():
-    class Branches(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(2, 2, 1)
-            self.bn = nn.BatchNorm2d(2)
+class ConvBN(nn.Module):
+    """A 1x1 conv and a BN, wired by ``wiring(conv, bn, x)``."""
 
-        def forward(self, x):
-            y = self.conv(x)
-            return self.bn(y) + y  # the raw conv output is needed too
+    def __init__(self, wiring):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1)
+        self.bn = nn.BatchNorm2d(2)
+        self.wiring = wiring
 
-    model = with_trained_bn(Branches())
-    folded = fold_batchnorm(model)
-    assert count(folded, nn.BatchNorm2d) == 1
-    x = torch.randn(1, 2, 4, 4)
-    with torch.no_grad():
-        torch.testing.assert_close(folded(x), model(x))
+    def forward(self, x):
+        return self.wiring(self.conv, self.bn, x)
 
 
-def test_a_module_called_twice_is_not_folded():
-    class Shared(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(2, 2, 1)
-            self.bn = nn.BatchNorm2d(2)
+def _bn_plus_raw(conv, bn, x):
+    y = conv(x)
+    return bn(y) + y  # the raw conv output is needed too
 
-        def forward(self, x):
-            return self.bn(self.conv(x)) + self.bn(self.conv(x * 2))  # one BN, two call sites
 
-    model = with_trained_bn(Shared())
+def _two_call_sites(conv, bn, x):
+    return bn(conv(x)) + bn(conv(x * 2))  # one conv and one BN, each called twice
+
+
+@pytest.mark.parametrize("wiring", [_bn_plus_raw, _two_call_sites])
+def test_conv_bn_pairs_that_cannot_fold_are_kept(wiring):
+    model = with_trained_bn(ConvBN(wiring))
     folded = fold_batchnorm(model)
     assert count(folded, nn.BatchNorm2d) == 1
     x = torch.randn(1, 2, 4, 4)
