@@ -99,6 +99,18 @@ def test_precise_bn_changes_running_stats(data_dir, tmp_path):
     assert torch.allclose(model2.bn1.running_mean, conv_means, atol=1e-5)
 
 
+def test_lr_ramp_in_epochs(data_dir, tmp_path):
+    """--lr-ramp 1 with --epochs 2: up to lr 0.1 over the first epoch (4 iterations), then a
+    linear decay over the other 4; metrics.csv logs the lr of each logged step."""
+    recipe = {k: v for k, v in TINY.items() if k != "iters"}
+    result = train(**recipe, epochs=2, schedule="linear", lr_ramp=1, data_dir=str(data_dir),
+                   out=str(tmp_path / "run"), progress=False)
+    assert result.finished and result.iteration == 8
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    logged = {int(r["iteration"]): float(r["lr"]) for r in rows if r["train_error"]}
+    assert logged == pytest.approx({2: 0.05, 4: 0.1, 6: 0.075, 8: 0.025})
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -108,6 +120,9 @@ def test_precise_bn_changes_running_stats(data_dir, tmp_path):
         (["--lr", "0"], "lr must be positive"),
         (["--batch-size", "-3"], "batch_size must be positive"),
         (["--set", "foo=1"], "unknown config key 'foo'"),
+        (["--lr-ramp", "64000"], "lr_ramp must be at least 0 and shorter than the run"),
+        (["--epochs", "2", "--lr-ramp", "-1"], "shorter than the run (2 epochs), got -1"),
+        (["--lr-ramp", "100", "--warmup-lr", "0.01"], "two warm-ups"),
     ],
 )
 def test_cli_bad_input(argv, message, data_dir, tmp_path, capsys):

@@ -52,3 +52,19 @@ def test_linear_decays_in_a_straight_line_to_zero():
     s = LRSchedule(base_lr=0.2, total_iters=100, kind="linear")
     assert [s.lr(i) for i in (0, 25, 50, 99)] == pytest.approx([0.2, 0.15, 0.1, 0.002])
     assert s.lr(100) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_ramp_then_decay_over_the_rest(kind):
+    s = LRSchedule(base_lr=0.2, total_iters=110, kind=kind, ramp_iters=10)
+    assert [s.lr(i) for i in (0, 4, 9)] == pytest.approx([0.02, 0.1, 0.2])
+    assert s.lr(10) == pytest.approx(0.2)  # the decay starts at the top of the ramp...
+    assert s.lr(60) == pytest.approx(0.1)  # ...and is halfway through the remaining 100
+    assert s.lr(110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ramp_before_step_and_plateau():
+    s = LRSchedule(base_lr=0.1, total_iters=100, milestones=(50,), ramp_iters=4)
+    assert [s.lr(i) for i in (0, 3, 49, 50)] == pytest.approx([0.025, 0.1, 0.1, 0.01])
+    p = LRSchedule(base_lr=0.1, total_iters=100, kind="plateau", ramp_iters=2)
+    assert [p.lr(0), p.lr(1), p.lr(50)] == pytest.approx([0.05, 0.1, 0.1])

@@ -67,6 +67,8 @@ class TrainConfig:
     plateau_patience: int = _opt(3, "evaluations without improvement before dividing (plateau)")
     warmup_lr: float | None = _opt(None, "start at this lr until training error < warmup_error (ResNet-110)")
     warmup_error: float = _opt(0.8, "training error below which the warm-up ends")
+    lr_ramp: float = _opt(0.0, "raise the lr linearly to --lr over this many iterations (epochs "
+                       "with --epochs), then decay (not in the paper)")
     label_smoothing: float = _opt(0.0, "label smoothing (not in the paper)")
     # Data pipeline (Sec. 4.2).
     augment: bool = _opt(True, "pad-and-crop and flip augmentation")
@@ -273,3 +275,16 @@ def validate(config: TrainConfig) -> None:
         raise ReslabError(f"unknown device {config.device!r}; {choices_hint(DEVICES)} (or cuda:N)")
     if not 0 < config.lr_decay <= 1:
         raise ReslabError(f"lr_decay must be in (0, 1], got {config.lr_decay}")
+    _validate_ramp(config)
+
+
+def _validate_ramp(config: TrainConfig) -> None:
+    """The linear ramp ends before the run does and is the run's only warm-up."""
+    length, unit = ((config.epochs, "epochs") if config.epochs is not None
+                    else (config.iters, "iterations"))
+    if not 0 <= config.lr_ramp < length:
+        raise ReslabError(f"lr_ramp must be at least 0 and shorter than the run "
+                          f"({length:g} {unit}), got {config.lr_ramp:g}")
+    if config.lr_ramp and config.warmup_lr is not None:
+        raise ReslabError("lr_ramp and warmup_lr are two warm-ups (a linear ramp, the paper's "
+                          "constant lr until an error); choose one")

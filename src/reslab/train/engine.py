@@ -156,7 +156,10 @@ class Trainer:
         self.inputs: Inputs = build_inputs(cfg, self.device, rank=self.rank,
                                            world_size=self.world_size)
         self.iters_per_epoch = len(self.inputs.train)
-        self.total_iters, milestones = self._length()
+        self.total_iters = (cfg.iters if cfg.epochs is None
+                            else max(1, self._in_iters([cfg.epochs])[0]))
+        milestones = self._in_iters(cfg.milestones)
+        (ramp_iters,) = self._in_iters([cfg.lr_ramp])
 
         model_options = {k: getattr(cfg, k) for k in ("shortcut", "variant")
                          if getattr(cfg, k) is not None}
@@ -181,6 +184,7 @@ class Trainer:
             base_lr=cfg.lr, total_iters=self.total_iters, kind=cfg.schedule,
             milestones=milestones, decay=cfg.lr_decay, patience=cfg.plateau_patience,
             warmup_lr=cfg.warmup_lr, warmup_error=cfg.warmup_error,
+            ramp_iters=min(ramp_iters, self.total_iters - 1),
         )
         self.iteration = 0
         self.bn_batches = None  # precise-BN batches, started at the first evaluation
@@ -198,13 +202,11 @@ class Trainer:
 
     # -- set-up helpers ------------------------------------------------------------------------
 
-    def _length(self) -> tuple[int, list[int]]:
-        """Total iterations and milestones in iterations (``epochs`` converted if given)."""
-        cfg = self.config
-        if cfg.epochs is None:
-            return cfg.iters, [round(m) for m in cfg.milestones]
-        scale = self.iters_per_epoch
-        return max(1, round(cfg.epochs * scale)), [round(m * scale) for m in cfg.milestones]
+    def _in_iters(self, points: list[float]) -> list[int]:
+        """Points of the run (its length, milestones, the ramp) in iterations: as given, or
+        converted from epochs when the run is measured in ``epochs``."""
+        scale = 1 if self.config.epochs is None else self.iters_per_epoch
+        return [round(p * scale) for p in points]
 
     def _init_from(self, path: str) -> None:
         state, _ = read_weights(path)
