@@ -30,7 +30,7 @@ data-fashion-mnist:
 	fi
 
 # The main job: ResNet-20 on Fashion-MNIST with a shortened recipe (2 epochs; the lr ramps up to
-# 0.3 over the first 10%, then decays linearly to 0; label smoothing 0.1, Nesterov momentum;
+# 0.2 over the first 10%, then decays linearly to 0; label smoothing 0.1, Nesterov momentum;
 # docs/RESULTS.md), selected on val5k, then the test-set
 # evaluation (once, by `reslab eval`: hence --test-split none). A second `make demo` resumes
 # (or just re-evaluates) runs/demo.
@@ -39,7 +39,7 @@ demo: $(STAMP) data-fashion-mnist
 	@mkdir -p runs
 	@if [ -f $(DEMO_RUN)/trainer_state.pt ]; then $(BIN)/reslab train --resume $(DEMO_RUN); \
 	else $(BIN)/reslab train --model resnet20 --data fashion-mnist --epochs 2 --schedule linear \
-		--lr 0.3 --lr-ramp 0.2 --label-smoothing 0.1 --nesterov --no-augment --channels-last \
+		--lr 0.2 --lr-ramp 0.2 --label-smoothing 0.1 --nesterov --no-augment --channels-last \
 		--eval-every 1000000 --log-every 50 --test-split none --out $(DEMO_RUN); fi
 	$(BIN)/reslab eval $(DEMO_RUN) --data fashion-mnist --split test
 
