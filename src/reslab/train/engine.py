@@ -156,8 +156,8 @@ class Trainer:
         self.inputs: Inputs = build_inputs(cfg, self.device, rank=self.rank,
                                            world_size=self.world_size)
         self.iters_per_epoch = len(self.inputs.train)
-        self.total_iters = (cfg.iters if cfg.epochs is None
-                            else max(1, self._in_iters([cfg.epochs])[0]))
+        length = cfg.iters if cfg.epochs is None else cfg.epochs
+        self.total_iters = max(1, self._in_iters([length])[0])
         milestones = self._in_iters(cfg.milestones)
         (ramp_iters,) = self._in_iters([cfg.lr_ramp])
 
