@@ -2,6 +2,7 @@
 numbers, and carries the class names and preprocessing."""
 
 import json
+import sys
 
 import numpy as np
 import onnxruntime
@@ -42,3 +43,13 @@ def test_onnx_matches_pytorch_at_batch_1_and_7(tmp_path, capsys):
     np.testing.assert_allclose(preprocess["mean"],
                                predictor.preprocessing.mean.flatten().numpy(), atol=1e-6)
     assert metadata["reslab.model"] == "resnet8"
+
+
+def test_export_without_the_onnx_extra_fails_in_one_line(tmp_path, capsys, monkeypatch):
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    assert main(["export", str(checkpoint), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err == ("reslab: error: exporting to ONNX needs the onnx extra (onnxscript is not "
+                   "installed): pip install 'reslab[onnx]'\n")
+    assert not (tmp_path / "m.onnx").exists()

@@ -58,9 +58,15 @@ def export_onnx(predictor: Predictor, path: str | os.PathLike, *, opset: int | N
         The written file.
 
     Raises:
-        ReslabError: An opset outside what the exporter and the installed ``onnx`` support.
+        ReslabError: The ``onnx`` extra is not installed, or an opset outside what the exporter
+            and the installed ``onnx`` support.
     """
-    import onnx
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 - torch.onnx.export(dynamo=True) needs it
+    except ImportError as exc:
+        raise ReslabError(f"exporting to ONNX needs the onnx extra ({exc.name} is not "
+                          "installed): pip install 'reslab[onnx]'") from None
 
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and not MIN_OPSET <= opset <= newest:

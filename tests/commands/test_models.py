@@ -27,6 +27,9 @@ def test_pattern_and_output_file(tmp_path, capsys):
     assert [line.split()[0] for line in lines[2:]] == ["plain20", "resnet20"]
     assert "269,722" in lines[-1] and "40.6M" in lines[-1]
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
+    assert main(["models", "-o", str(tmp_path / "missing" / "m.txt")]) == 2
+    assert capsys.readouterr().err == (f"reslab: error: cannot write {tmp_path}/missing/m.txt: "
+                                       f"folder {tmp_path}/missing does not exist\n")
 
 
 def test_no_match_is_an_error(capsys):

@@ -41,6 +41,13 @@ def test_get_with_a_bad_checksum_fails_in_one_line(tmp_path, capsys):
     assert kept == ["train-images-idx3-ubyte.gz.bad"]
 
 
+def test_get_refuses_a_mirror_that_is_not_a_url(tmp_path, capsys):
+    argv = ["data", "get", "mnist", "--data-dir", str(tmp_path / "d"), "--mirror", "example.com/x"]
+    assert main(argv) == 2
+    assert "mirror 'example.com/x' is not a URL: it must start with https://" in _error_line(capsys)
+    assert not (tmp_path / "d").exists()
+
+
 def test_verify_reports_unofficial_counts(tmp_path, capsys):
     write_cifar10(tmp_path / "cifar-10-batches-bin")
     assert main(["data", "verify", "cifar10", "--data-dir", str(tmp_path)]) == 2
@@ -87,6 +94,9 @@ def test_show_bad_input_is_one_line(tmp_path, capsys):
     assert main(["data", "show", "mnist", "--data-dir", str(tmp_path), "--split", "val", "-o",
                  str(tmp_path / "g.png")]) == 2  # fmt: skip
     assert "mnist has no split 'val'" in _error_line(capsys)
+    assert main(["data", "show", "mnist", "--data-dir", str(tmp_path), "-o",
+                 str(tmp_path / "missing" / "g.png")]) == 2  # fmt: skip
+    assert f"cannot write {tmp_path}/missing/g.png: folder" in _error_line(capsys)
 
 
 def test_show_folder_tree_with_the_imagenet_augmentation(tmp_path, capsys):

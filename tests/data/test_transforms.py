@@ -17,8 +17,8 @@ def test_cifar_preset_matches_the_paper():
     torch.manual_seed(0)
     out = preset.train(image)
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
-    with pytest.raises(ReslabError, match=r"no test protocol 'ten-crop'; choose from: center"):
-        preset.eval("ten-crop")
+    with pytest.raises(ReslabError, match=r"no test protocol '10crop'; choose from: center"):
+        preset.eval("10crop")
 
 
 def test_small_presets_are_configurable():
@@ -38,7 +38,7 @@ def test_imagenet_preset_shapes():
     image = torch.randint(0, 256, (3, 300, 450), dtype=torch.uint8)
     assert preset.train(image).shape == (3, 224, 224)
     assert preset.eval("center")(image).shape == (3, 224, 224)
-    assert preset.eval("ten-crop")(image).shape == (3, 256, 384)  # shorter side 256
+    assert preset.eval("10crop")(image).shape == (3, 256, 384)  # shorter side 256
     whole = preset.eval("multiscale")(image)
     assert whole.shape == (3, 300, 450)
     expected = image[:, 0, 0] / 255 - torch.tensor([0.485, 0.456, 0.406])

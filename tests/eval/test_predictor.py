@@ -61,6 +61,15 @@ def test_run_folder_prefers_best_then_last(tmp_path):
     assert reslab.load(tmp_path).source.endswith("best.safetensors")
 
 
+def test_test_view_follows_the_training_pipeline(tmp_path):
+    whole = reslab.load(write_checkpoint(tmp_path / "small.safetensors", in_channels=3, size=32))
+    assert whole.preprocessing.resize == 32  # per-pixel mean: whole 32x32 images
+    crops = reslab.load(write_checkpoint(tmp_path / "folder.safetensors", in_channels=3, size=224,
+                                         mean=torch.full((3,), 0.45)))
+    assert crops.preprocessing.resize == 256  # per-channel mean: image folders, 256 -> 224
+    assert crops.preprocess(torch.zeros(3, 300, 400, dtype=torch.uint8)).shape == (1, 3, 224, 224)
+
+
 def test_torchvision_state_dict(tmp_path):
     torch.manual_seed(0)
     reference = torchvision.models.resnet50().eval()

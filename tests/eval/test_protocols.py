@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from reslab.eval.protocols import PREDICTORS, predict_center, predict_multiscale, predict_ten_crop
+from reslab.eval.protocols import predict_multiscale, predict_ten_crop
 
 
 class TinyNet(nn.Module):
@@ -53,13 +53,6 @@ class WrappedResNet18(nn.Module):
 def tiny():
     torch.manual_seed(0)
     return TinyNet().eval()
-
-
-def test_center_is_softmax_of_one_view(tiny):
-    x = torch.randn(3, 3, 8, 8)
-    scores = predict_center(tiny, x)
-    assert torch.allclose(scores, tiny(x).softmax(1))
-    assert torch.allclose(scores.sum(1), torch.ones(3))
 
 
 def test_ten_crop_averages_corners_center_and_flips(tiny):
@@ -106,7 +99,6 @@ def test_protocols_on_resnet18():
     assert ten.shape == (1, 10) and torch.allclose(ten.sum(1), torch.ones(1))
 
 
-def test_registry_of_protocols():
-    assert set(PREDICTORS) == {"center", "ten-crop", "multiscale"}
+def test_default_multiscale_sizes_are_the_papers():
     scales = inspect.signature(predict_multiscale).parameters["scales"].default
     assert scales == (224, 256, 384, 480, 640)

@@ -8,6 +8,7 @@ import reslab
 from reslab.data import load_arrays, per_pixel_mean
 from reslab.data.registry import FASHION_MNIST_CLASSES
 from reslab.errors import ReslabError
+from reslab.eval.protocols import predict_multiscale
 from reslab.eval.runner import run_evaluation
 from tests.checkpoint_fixtures import write_checkpoint
 from tests.data.formats import write_image
@@ -83,7 +84,17 @@ def test_image_folder_protocols(tmp_path):
     }  # fmt: skip
     assert all(r.count == 3 and r.confusion.sum() == 3 for r in results.values())
     assert results["10crop"].loss == pytest.approx(results["center"].loss, rel=1e-5)
-    assert 0 <= results["multiscale"].top1_error <= 1
-    assert results["multiscale"].loss != pytest.approx(results["center"].loss, rel=1e-5)
+    # multi-scale: each whole image, mean subtracted, at the paper's scales taken to a 32 px
+    # net (224..640 * 32/224), scores averaged; uniform images stay uniform when resized
+    model = reslab.load(checkpoint).model.eval()
+    losses, hits = [], 0
+    for label, (h, w) in enumerate([(40, 60), (50, 36), (33, 33)]):
+        colour = torch.tensor([60 * label + 20, 90, 200 - 50 * label]) / 255
+        view = (colour - 0.5).view(3, 1, 1).expand(3, h, w)
+        scores = predict_multiscale(model, [view], scales=[32, 37, 55, 69, 91])[0]
+        losses.append(-scores[label].log().item())
+        hits += int(scores.argmax() == label)
+    assert results["multiscale"].loss == pytest.approx(sum(losses) / 3, rel=1e-4)
+    assert results["multiscale"].top1_error == pytest.approx(1 - hits / 3)
     with pytest.raises(ReslabError, match="precise-bn is supported on the small data sets"):
         reslab.evaluate(checkpoint, data="folder", data_dir=tmp_path, precise_bn=1)

@@ -1,10 +1,12 @@
 """``reslab experiment`` and ``reslab show`` on the command line: success and bad input (one
 line, exit status 2)."""
 
+import json
 import os
 import shutil
 import time
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -50,8 +52,8 @@ def test_layer_responses_refuses_mixed_data_and_active_runs(degradation_dir, tmp
 
     active = tmp_path / "active-run"
     shutil.copytree(degradation_dir / "runs" / "plain8", active)
-    config = active / "config.toml"
-    config.write_text(config.read_text().replace("iters = 4", "iters = 400"))
+    provenance = json.loads((active / "run.json").read_text())
+    (active / "run.json").write_text(json.dumps({**provenance, "total_iters": 400}))
     os.utime(active / "metrics.csv", (time.time(), time.time()))
     assert main(["experiment", "layer-responses", str(active), "--out", str(tmp_path / "lr")]) == 2
     assert "still being written" in one_error_line(capsys)
@@ -69,6 +71,10 @@ def test_show_filters_and_features(degradation_dir, tmp_path, capsys):
     assert main(["show", "filters", str(run / "last.safetensors"),
                  "-o", str(tmp_path / "conv1.png")]) == 0
     assert PIL.Image.open(tmp_path / "conv1.png").size[0] > 100
+    assert not (run / "best.safetensors").exists()  # no validation split: the run's last
+    assert main(["show", "filters", str(run), "-o", str(tmp_path / "run.png")]) == 0
+    pixels = [np.asarray(PIL.Image.open(tmp_path / name)) for name in ("run.png", "conv1.png")]
+    assert np.array_equal(*pixels)
     image = tmp_path / "shoe.png"
     PIL.Image.fromarray(torch.randint(0, 255, (28, 28), dtype=torch.uint8).numpy()).save(image)
     assert main(["show", "features", str(run), str(image), "-o", str(tmp_path / "maps.png"),

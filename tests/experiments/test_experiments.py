@@ -2,6 +2,7 @@
 came from, each claim sentence against those numbers, resuming and skipping sub-runs."""
 
 import csv
+import json
 import os
 import re
 import statistics
@@ -12,7 +13,7 @@ import pytest
 from reslab.experiments import degradation, depth_table, layer_responses, shortcuts
 from reslab.experiments.runs import NetResult, ensure_run, run_state
 from reslab.train.engine import train
-from reslab.train.rundir import read_metrics
+from reslab.train.rundir import METRIC_COLUMNS, dump_toml, read_metrics
 from tests.experiments.conftest import TINY_RECIPE, tiny_setup
 
 
@@ -97,10 +98,25 @@ def test_rerun_skips_finished_and_resumes_stopped(degradation_dir, tiny_data, tm
     for name in ("metrics.csv", "trainer_state.pt"):
         os.utime(folder / name, (old, old))  # a stopped run, not one being written
     assert not run_state(folder).finished and not run_state(folder).active
+    assert json.loads((folder / "run.json").read_text())["total_iters"] == run_state(folder).total
     ensure_run(folder, config, progress=False)
     assert run_state(folder).finished
     assert [int(r["iteration"]) for r in read_metrics(folder / "metrics.csv")
             if r["train_error"]] == [1, 2, 4]
+
+
+def test_run_length_in_epochs_comes_from_the_run(tmp_path):
+    """Image folders have no official size: the length the engine resolved is what counts."""
+    (tmp_path / "config.toml").write_text(dump_toml({"data": "folder", "epochs": 2.0,
+                                                     "batch_size": 4, "iters": 64000}))
+    (tmp_path / "run.json").write_text(json.dumps({"total_iters": 6}))
+    for last, finished in ((3, False), (6, True)):
+        with open(tmp_path / "metrics.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerow({"iteration": last, "epoch": last / 3})
+        state = run_state(tmp_path, now=time.time() + 3600)
+        assert (state.iteration, state.total, state.finished) == (last, 6, finished)
 
 
 def test_layer_responses_report(degradation_dir, tiny_data, tmp_path):

@@ -90,6 +90,10 @@ def test_toml_errors(tmp_path):
     none = tmp_path / "none.toml"
     none.write_text('val_split = "none"\n')
     assert read_toml(none) == {"val_split": None}
+    not_a_table = tmp_path / "table.toml"
+    not_a_table.write_text("train = 5\n")
+    with pytest.raises(ReslabError, match=r"\[train\] must be a table"):
+        read_toml(not_a_table)
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):

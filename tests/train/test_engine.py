@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 import reslab
 from reslab.cli import main
 from reslab.train.checkpoint import read_weights
-from reslab.train.engine import train
+from reslab.train.config import TrainConfig, resolve
+from reslab.train.engine import Trainer, train
 from tests.data_fixtures import write_tiny_fashion_mnist
 
 TINY = dict(model="resnet8", data="fashion-mnist", iters=8, eval_every=4, log_every=2,
@@ -77,6 +78,24 @@ def test_init_from_checkpoint_replaces_head(data_dir, tmp_path, capsys):
     assert result.finished
     err = capsys.readouterr().err
     assert "missing keys ['fc.bias', 'fc.weight']" in err
+    # the body is loaded, the head is the model's own (10 classes, freshly initialised)
+    config = resolve(dict(TINY, data_dir=str(data_dir), out=str(tmp_path / "ft2"),
+                          init=str(tmp_path / "foreign.pth")))
+    model = Trainer(config, progress=False).model
+    loaded = model.state_dict()
+    for key, value in source.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded[key], value), key
+    assert loaded["fc.weight"].shape == (10, 64)
+
+
+@pytest.mark.parametrize("other", ["resnet14", "lenet5"])
+def test_init_refuses_another_architecture(data_dir, tmp_path, other):
+    source = reslab.create_model(other, num_classes=10, in_channels=1)
+    torch.save(source.state_dict(), tmp_path / "other.pth")
+    with pytest.raises(reslab.ReslabError, match="does not fit this architecture"):
+        train(**TINY, data_dir=str(data_dir), out=str(tmp_path / "ft"),
+              init=str(tmp_path / "other.pth"), progress=False)
 
 
 def test_precise_bn_changes_running_stats(data_dir, tmp_path):
@@ -123,6 +142,10 @@ def test_lr_ramp_in_epochs(data_dir, tmp_path):
         (["--lr-ramp", "64000"], "lr_ramp must be at least 0 and shorter than the run"),
         (["--epochs", "2", "--lr-ramp", "-1"], "shorter than the run (2 epochs), got -1"),
         (["--lr-ramp", "100", "--warmup-lr", "0.01"], "two warm-ups"),
+        (["--warmup-lr", "-0.01"], "warmup_lr must be positive, got -0.01"),
+        (["--warmup-error", "0"], "warmup_error must be in (0, 1], got 0.0"),
+        (["--plateau-patience", "0"], "plateau_patience must be positive, got 0"),
+        (["--model", "lenet5", "--batch-size", "16"], "lenet5 cannot run on a 1x28x28 input"),
     ],
 )
 def test_cli_bad_input(argv, message, data_dir, tmp_path, capsys):
@@ -133,6 +156,7 @@ def test_cli_bad_input(argv, message, data_dir, tmp_path, capsys):
     assert code == 2
     assert err.startswith("reslab: error:") and message in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # refused before the run folder is written
 
 
 def test_cli_missing_root_and_bad_resume(tmp_path, capsys):
@@ -144,6 +168,29 @@ def test_cli_missing_root_and_bad_resume(tmp_path, capsys):
     assert "is not a run folder" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "missing" / "run")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_training_keys(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(**dict(TINY, iters=4, eval_every=2), data_dir=str(data_dir), out=str(out),
+          stop_after=2, progress=False)
+    assert main(["train", "--resume", str(out), "--lr", "0.5", "--iters", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reslab: error: --resume continues") and "cannot change iters, lr" in err
+    (tmp_path / "c.toml").write_text("lr = 0.5\n")
+    assert main(["train", "--resume", str(out), "--config", str(tmp_path / "c.toml")]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    # keys that only place the run (device) and unchanged values are accepted
+    assert train(resume=out, device="cpu", iters=4, progress=False).finished
+
+
+def test_api_config_object_takes_overrides_and_is_checked(data_dir, tmp_path):
+    config = resolve(dict(TINY, data_dir=str(data_dir)))
+    result = train(config, iters=2, eval_every=2, out=str(tmp_path / "r"), progress=False)
+    assert result.finished and result.iteration == 2
+    bad = TrainConfig(**{**config.to_dict(), "lr": -1.0})
+    with pytest.raises(reslab.ReslabError, match="lr must be positive"):
+        train(bad, out=str(tmp_path / "bad"), progress=False)
 
 
 def test_cli_corrupt_trainer_state(data_dir, tmp_path, capsys):

@@ -146,7 +146,7 @@ def test_engine_switches_train_the_same(tmp_path):
     default = train(**common, out=str(tmp_path / "default"))
     switched = train(**common, fused_sgd=False, channels_last=True, out=str(tmp_path / "other"))
     a, b = (load_file(run.run_dir / "last.safetensors") for run in (default, switched))
-    for key in a:
-        torch.testing.assert_close(b[key].float(), a[key].float(), rtol=1e-3, atol=1e-4, msg=key)
+    for key in a:  # channels-last convolutions sum in another order: 2e-4 apart on 1 thread
+        torch.testing.assert_close(b[key].float(), a[key].float(), rtol=1e-3, atol=5e-4, msg=key)
     saved = (default.run_dir / "config.toml").read_text()
     assert "channels_last = false" in saved and "fused_sgd = true" in saved  # as resolved

@@ -361,6 +361,31 @@ def check_input_size(model: nn.Module, input_size: Sequence[int]) -> None:
         )
 
 
+def check_model_runs(model: nn.Module, in_channels: int, input_size: Sequence[int]) -> None:
+    """Run one zero image through ``model`` (eval mode, no grad) to reject an input it cannot
+    take with one clear error, before a long job starts (e.g. LeNet-5's 5x5 kernels on 28x28).
+
+    Args:
+        model: The model, on the CPU.
+        in_channels: Image channels.
+        input_size: (height, width).
+
+    Raises:
+        ReslabError: The input is too small for the model or does not fit its layers.
+    """
+    check_input_size(model, input_size)
+    x = torch.zeros(1, in_channels, *input_size)  # (1, C, H, W)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except RuntimeError as exc:  # a shape mismatch: the input does not fit the net
+        raise cannot_run(model, x, exc) from None
+    finally:
+        model.train(was_training)
+
+
 def cannot_run(model: nn.Module, x: Tensor, exc: RuntimeError) -> ReslabError:
     """The error for a forward pass that failed on ``x``: model, input size and torch's reason."""
     reason = str(exc).strip().splitlines()[0]

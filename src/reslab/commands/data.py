@@ -83,6 +83,9 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Run ``reslab data show``."""
+    from reslab.eval.report import check_output_path
+
+    check_output_path(args.output)
     if args.count < 1:
         raise ReslabError(f"-n must be at least 1, got {args.count}")
     images, names = preview(

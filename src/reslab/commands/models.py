@@ -51,6 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab models``."""
+    from reslab.eval.report import check_output_path
+
+    if args.output:
+        check_output_path(args.output)
     if args.markdown:
         if args.pattern != "*" or args.family:
             raise ReslabError("--markdown lists every model: drop the pattern and --family")

@@ -19,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what = parser.add_subparsers(dest="what", metavar="WHAT", required=True,
                                  parser_class=type(parser))
     sub = what.add_parser("filters", help="first-layer filters as an image grid")
-    sub.add_argument("checkpoint", metavar="CKPT", help="weights file (.safetensors or .pth)")
+    sub.add_argument("checkpoint", metavar="CKPT",
+                     help="run folder or weights file (.safetensors or .pth)")
     sub.add_argument("-o", "--output", default="conv1.png", help="PNG to write")
     sub.set_defaults(func=run)
     sub = what.add_parser("features", help="feature maps of each stage for one image")
@@ -32,9 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab show``."""
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise ReslabError(f"cannot write {output}: {output.parent} does not exist")
+    from reslab.eval.report import check_output_path
+
+    output = check_output_path(args.output)
     if args.what == "filters":
         png = filters_png(args.checkpoint)
     else:
@@ -59,15 +60,17 @@ def filters_png(checkpoint: str) -> bytes:
     over channels in grey), each scaled to its own min..max.
 
     Args:
-        checkpoint: A weights file (.safetensors by reslab, or a torchvision-style .pth).
+        checkpoint: A run folder or weights file (.safetensors by reslab, or a
+            torchvision-style .pth).
 
     Returns:
         PNG bytes.
     """
+    from reslab.eval.predictor import checkpoint_file
     from reslab.experiments.report import figure_png, pyplot
     from reslab.train.checkpoint import read_weights
 
-    state, _ = read_weights(checkpoint)
+    state, _ = read_weights(checkpoint_file(checkpoint))
     key, weight = first_conv_weight(state, source=checkpoint)  # (K, C, kh, kw)
     if weight.shape[1] != 3:
         weight = weight.mean(1, keepdim=True)  # -> (K, 1, kh, kw)

@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     if args.stop_after is not None and args.stop_after <= 0:
         raise ReslabError(f"--stop-after must be positive, got {args.stop_after}")
+    if args.resume and args.config:
+        raise ReslabError("--config starts a new run and --resume continues a saved one with "
+                          "its own configuration; give one of them")
     if args.nproc is not None:
         return _launch(args, overrides)
     if args.resume:

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from reslab.data import cifar, idx, imagenet
 from reslab.data.arrays import ArrayData, ArrayDataset, select_holdout
+from reslab.data.download import check_mirrors
 from reslab.data.folder import ImageFolderDataset, ImageList, class_folders, scan_tree
 from reslab.data.registry import DatasetInfo, check_split, data_root, dataset_info
 from reslab.errors import ReslabError
@@ -64,6 +65,7 @@ def download(
     info = dataset_info(name)
     if not info.small:
         raise _not_downloadable(info)
+    check_mirrors(mirrors)
     base = data_root(root, create=True)
     module = ARRAY_FORMATS[name]
     return module.find(info, base) or module.download(info, base, mirrors=mirrors)

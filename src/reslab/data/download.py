@@ -14,6 +14,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from pathlib import Path, PurePosixPath
 from reslab.data.base import progress
 from reslab.errors import ReslabError
 from reslab.io import atomic_write
+
+URL_SCHEMES = ("https", "http", "ftp", "file")  # what urllib.request opens
 
 CHUNK = 1 << 20
 
@@ -39,6 +42,18 @@ class Resource:
     filename: str
     md5: str
     mirrors: tuple[str, ...]
+
+
+def check_mirrors(mirrors: tuple[str, ...] | None) -> None:
+    """Refuse a mirror that urllib cannot open (e.g. one without ``https://``) in one line.
+
+    Raises:
+        ReslabError: The first mirror that is not a URL.
+    """
+    for base in mirrors or ():
+        if urllib.parse.urlsplit(base).scheme not in URL_SCHEMES:
+            raise ReslabError(f"mirror {base!r} is not a URL: it must start with "
+                              + ", ".join(f"{scheme}://" for scheme in URL_SCHEMES))
 
 
 def md5_file(path: str | os.PathLike) -> str:

@@ -9,7 +9,7 @@ preset                    training augmentation; test views
 ``mnist``                 the same without the flip (digits are not mirror-symmetric).
 ``imagenet``              Sec. 3.4: shorter side random in [256, 480], random 224 crop, flip,
                           AlexNet PCA lighting, per-channel mean subtracted; test protocols
-                          ``center`` (shorter side 256, center 224 crop), ``ten-crop`` (shorter
+                          ``center`` (shorter side 256, center 224 crop), ``10crop`` (shorter
                           side 256; the crops are taken by
                           :func:`reslab.eval.protocols.predict_ten_crop`) and ``multiscale``
                           (the whole image; :func:`reslab.eval.protocols.predict_multiscale`
@@ -47,7 +47,7 @@ TRAIN_SHORT_SIDE = (256, 480)  # Sec. 3.4: "shorter side randomly sampled in [25
 TEST_SHORT_SIDE = 256
 CROP = 224
 MULTISCALE_SIZES = (224, 256, 384, 480, 640)  # Sec. 3.4, fully-convolutional test
-PROTOCOLS = ("center", "ten-crop", "multiscale")
+PROTOCOLS = ("center", "10crop", "multiscale")
 
 
 class RandomShorterSide(nn.Module):
@@ -184,7 +184,7 @@ def _imagenet(mean: Tensor | None, flip: bool) -> Pipeline:
             "center": v2.Compose(
                 [v2.Resize(TEST_SHORT_SIDE), v2.CenterCrop(CROP), *_to_input(mean)]
             ),
-            "ten-crop": v2.Compose([v2.Resize(TEST_SHORT_SIDE), *_to_input(mean)]),
+            "10crop": v2.Compose([v2.Resize(TEST_SHORT_SIDE), *_to_input(mean)]),
             "multiscale": v2.Compose(_to_input(mean)),
         },
         mean=mean,

@@ -174,8 +174,12 @@ def preprocessing_from_meta(
         raise ReslabError(f"{source}: a preprocessing mean of shape {shape} with {mean.numel()} "
                           f"values does not fit a {channels}-channel model")
     std = spec.get("std")
+    # A per-pixel mean [C, H, W]: trained on whole images of the input size (CIFAR, MNIST), so
+    # the image is resized to it; a per-channel mean [C]: trained on crops of larger images
+    # (image folders, Sec. 3.4), so the test view is the 256 -> 224 one of `reslab eval`.
+    resize = max(size) if len(shape) == 3 else round(max(size) * TEST_RESIZE_RATIO)
     return Preprocessing(
-        channels=channels, size=size, resize=max(size), mean=mean.view(shape),
+        channels=channels, size=size, resize=resize, mean=mean.view(shape),
         std=None if std is None else torch.tensor(std, dtype=torch.float32),
     )  # fmt: skip
 

@@ -1,5 +1,5 @@
-"""The paper's ImageNet test protocols (Sec. 3.4): center crop, 10-crop and the fully-convolutional
-multi-scale test.
+"""The paper's ImageNet test protocols (Sec. 3.4) beyond the single center view: 10-crop and the
+fully-convolutional multi-scale test.
 
 Inputs are test-pipeline outputs (``reslab.data.pipeline("imagenet").eval(protocol)``): float
 images, mean subtracted. Each function returns softmax scores [B, num_classes] and runs under
@@ -32,20 +32,6 @@ def _per_image(predict: Callable[[Tensor], Tensor], images: Images) -> Tensor:
     if isinstance(images, Tensor):
         return predict(images)
     return torch.cat([predict(image.unsqueeze(0)) for image in images])
-
-
-@torch.inference_mode()
-def predict_center(model: nn.Module, batch: Tensor) -> Tensor:
-    """Single-view test (the ``center`` pipeline's crop, or CIFAR's original 32x32 view).
-
-    Args:
-        model: The network.
-        batch: float [B, C, H, W].
-
-    Returns:
-        Softmax scores [B, K].
-    """
-    return model(batch).softmax(dim=1)
 
 
 @torch.inference_mode()
@@ -101,10 +87,3 @@ def predict_multiscale(
         return torch.stack(scores).softmax(dim=2).mean(0)
 
     return _per_image(predict, images)
-
-
-PREDICTORS: dict[str, Callable[..., Tensor]] = {
-    "center": predict_center,
-    "ten-crop": predict_ten_crop,
-    "multiscale": predict_multiscale,
-}

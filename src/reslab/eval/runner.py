@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from reslab.data import TensorLoader, dataset_info, get_dataset, load_arrays, pipeline
 from reslab.data.registry import DatasetInfo
-from reslab.data.transforms import CROP, MULTISCALE_SIZES
+from reslab.data.transforms import CROP, MULTISCALE_SIZES, PROTOCOLS
 from reslab.errors import ReslabError, choices_hint
 from reslab.eval.metrics import EvalResult
 from reslab.eval.metrics import evaluate as evaluate_batches
@@ -45,7 +45,6 @@ from reslab.models.fuse import fold_batchnorm
 from reslab.train.inputs import endless
 from reslab.train.precise_bn import update_bn_stats
 
-PROTOCOLS = ("center", "10crop", "multiscale")
 EVAL_BATCH = 500
 BN_BATCH = 128  # precise-BN batches: the paper's training batch size (Sec. 4.2)
 

@@ -11,6 +11,7 @@ processes never write one folder and no report reads a half-trained model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -77,7 +78,7 @@ def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
     config = read_toml(folder / "config.toml")
     rows = read_metrics(folder / "metrics.csv")
     iteration = max((int(r["iteration"]) for r in rows), default=0)
-    total = _total_iterations(config)
+    total = _total_iterations(folder, config)
     finished = iteration >= total
     stamps = [p.stat().st_mtime for p in (folder / "metrics.csv", folder / "trainer_state.pt")
               if p.exists()]
@@ -87,8 +88,11 @@ def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
                     (folder / "trainer_state.pt").is_file())
 
 
-def _total_iterations(config: dict[str, Any]) -> int:
-    """The engine's run length: ``iters``, or ``epochs`` times the batches per epoch."""
+def _total_iterations(folder: Path, config: dict[str, Any]) -> int:
+    """The engine's run length, as it recorded it in ``run.json``; for folders written before
+    it did: ``iters``, or ``epochs`` times the batches per epoch of the official split size."""
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return int(json.loads((folder / "run.json").read_text())["total_iters"])
     if config.get("epochs") is None:
         return int(config.get("iters", 64000))
     images = dataset_info(config["data"]).counts.get(config.get("train_split", "train"), 0)

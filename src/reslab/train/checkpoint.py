@@ -94,6 +94,11 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     return header.get("__metadata__", {})
 
 
+def _is_head(key: str) -> bool:
+    """Whether a state-dict key belongs to the classifier (replaced when fine-tuning)."""
+    return key.split(".")[0] in ("fc", "classifier", "head")
+
+
 def load_weights_into(
     model: nn.Module, state: dict[str, torch.Tensor], *, source: str, allow_new_head: bool = False
 ) -> tuple[list[str], list[str]]:
@@ -103,23 +108,22 @@ def load_weights_into(
         model: The target model.
         state: A state dict (e.g. from :func:`read_weights`).
         source: Where ``state`` came from, for messages.
-        allow_new_head: Fine-tuning: skip the ``fc`` weights when their shape differs (another
-            class count) and keep the model's fresh head; report missing/unexpected keys
-            instead of failing.
+        allow_new_head: Fine-tuning: skip the classifier's weights when their shape differs
+            (another class count) or they are absent, and keep the model's fresh head; every
+            other key must still match.
 
     Returns:
         ``(missing_keys, unexpected_keys)``.
 
     Raises:
-        ReslabError: Shapes differ, or (without ``allow_new_head``) keys differ; the message
-            names the first mismatched keys and shapes.
+        ReslabError: Shapes or keys differ (outside the classifier with ``allow_new_head``);
+            the message names the first mismatched keys and shapes.
     """
     own = model.state_dict()
     mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
-    head = [k for k in mismatched if k.split(".")[0] in ("fc", "classifier", "head")]
     if allow_new_head:
-        state = {k: v for k, v in state.items() if k not in head}
-        mismatched = [k for k in mismatched if k not in head]
+        state = {k: v for k, v in state.items() if not (k in mismatched and _is_head(k))}
+        mismatched = [k for k in mismatched if not _is_head(k)]
     if mismatched:
         details = "; ".join(
             f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -128,10 +132,14 @@ def load_weights_into(
         raise ReslabError(f"{source} does not fit this architecture: {details}")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    if (missing or unexpected) and not allow_new_head:
+    # Fine-tuning tolerates a missing or different classifier, nothing else: a body that does
+    # not load would train from scratch without saying so.
+    body_missing = [k for k in missing if not (allow_new_head and _is_head(k))]
+    body_unexpected = [k for k in unexpected if not (allow_new_head and _is_head(k))]
+    if body_missing or body_unexpected:
         raise ReslabError(
-            f"{source} does not fit this architecture: missing keys {missing[:4]}, "
-            f"unexpected keys {unexpected[:4]}"
+            f"{source} does not fit this architecture: missing keys {body_missing[:4]}, "
+            f"unexpected keys {body_unexpected[:4]}"
         )
     model.load_state_dict(state, strict=False)
     return missing, unexpected

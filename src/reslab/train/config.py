@@ -203,6 +203,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ReslabError(f"config file {path} is not valid TOML: {exc}") from None
     data = data.get("train", data)
+    if not isinstance(data, dict):
+        raise ReslabError(f"config file {path}: [train] must be a table of config keys")
     return {key: coerce(key, value) for key, value in data.items()}
 
 
@@ -259,7 +261,9 @@ def validate(config: TrainConfig) -> None:
     dataset_info(config.data)
     positive = {"batch_size": config.batch_size, "lr": config.lr, "iters": config.iters,
                 "eval_every": config.eval_every, "log_every": config.log_every,
-                "dist_timeout": config.dist_timeout}
+                "dist_timeout": config.dist_timeout, "plateau_patience": config.plateau_patience}
+    if config.warmup_lr is not None:
+        positive["warmup_lr"] = config.warmup_lr
     for key, value in positive.items():
         if value <= 0:
             raise ReslabError(f"{key} must be positive, got {value}")
@@ -275,6 +279,8 @@ def validate(config: TrainConfig) -> None:
         raise ReslabError(f"unknown device {config.device!r}; {choices_hint(DEVICES)} (or cuda:N)")
     if not 0 < config.lr_decay <= 1:
         raise ReslabError(f"lr_decay must be in (0, 1], got {config.lr_decay}")
+    if not 0 < config.warmup_error <= 1:
+        raise ReslabError(f"warmup_error must be in (0, 1], got {config.warmup_error}")
     _validate_ramp(config)
 
 

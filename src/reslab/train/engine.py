@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from reslab.analysis.monitor import Monitor
+from reslab.analysis.summary import check_model_runs
 from reslab.errors import ReslabError
 from reslab.eval.metrics import EvalResult, evaluate
 from reslab.models import create_model, model_info
@@ -96,7 +97,9 @@ def train(
     """
     if resume is not None:
         config = resumed_config(Path(resume), overrides)
-    elif not isinstance(config, TrainConfig):
+    elif isinstance(config, TrainConfig):  # taken as it is, with ``overrides`` on top, checked
+        config = resolve({**config.to_dict(), **overrides})
+    else:
         config = resolve({**(config or {}), **overrides})
     with join(config.device, timeout_s=config.dist_timeout) as world:  # torchrun's ranks
         trainer = Trainer(config, resume=resume is not None, progress=progress, world=world)
@@ -108,7 +111,8 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     that do not change the training (device, workers, out, dist_timeout) taken from ``overrides``.
 
     Raises:
-        ReslabError: Not a run folder, or ``overrides`` change the global batch (refused).
+        ReslabError: Not a run folder, or ``overrides`` change the global batch or any other
+            key that shapes the training (refused rather than ignored).
     """
     if not (run_dir / "config.toml").is_file() or not (run_dir / "trainer_state.pt").is_file():
         raise ReslabError(f"{run_dir} is not a run folder (no config.toml and trainer_state.pt)")
@@ -119,8 +123,14 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
             f"{run_dir} was trained with global batch {saved['batch_size']}, not {batch}: its data "
             "position and schedule count those batches (any rank count dividing it can resume); "
             f"start a new run with --init {run_dir / 'last.safetensors'} to change it")
-    changed = {k: v for k, v in overrides.items()
-               if k in ("device", "workers", "out", "dist_timeout")}
+    placement = ("device", "workers", "out", "dist_timeout")
+    refused = sorted(k for k, v in overrides.items() if k not in (*placement, "batch_size")
+                     and coerce(k, v) != saved.get(k))
+    if refused:
+        raise ReslabError(
+            f"--resume continues {run_dir} with its saved configuration; it cannot change "
+            f"{', '.join(refused)} (start a new run with --init {run_dir / 'last.safetensors'})")
+    changed = {k: v for k, v in overrides.items() if k in placement}
     return resolve({**saved, **changed, "out": str(run_dir)})
 
 
@@ -168,6 +178,7 @@ class Trainer:
         self.model_options = model_options
         self.model = create_model(cfg.model, num_classes=len(self.inputs.classes),
                                   in_channels=self.inputs.in_channels, **model_options)
+        check_model_runs(self.model, self.inputs.in_channels, self.inputs.input_size)
         if cfg.init and not resume:
             self._init_from(cfg.init)
         self.model.to(self.device)
@@ -194,7 +205,8 @@ class Trainer:
             self._load_state(out / "trainer_state.pt")
         self.run_dir = RunDir(out, enabled=self.is_main,
                               resume_iteration=self.iteration if resume else None)
-        self.run_dir.write_config(cfg.to_dict(), device=str(self.device))
+        self.run_dir.write_config(cfg.to_dict(), device=str(self.device),
+                                  total_iters=self.total_iters)
         self.monitor = None  # the course's training monitors (reslab.analysis.monitor)
         if cfg.monitor > 0 and self.is_main:
             self.monitor = Monitor(self.model, every=cfg.monitor, csv_path=out / "monitor.csv",

@@ -102,8 +102,9 @@ class RunDir:
         """A file in the run folder."""
         return self.folder / name
 
-    def write_config(self, config: dict[str, Any], *, device: str) -> None:
-        """Save the resolved config (TOML) and the run's provenance (JSON)."""
+    def write_config(self, config: dict[str, Any], *, device: str, total_iters: int) -> None:
+        """Save the resolved config (TOML) and the run's provenance (JSON), with the run's
+        length in iterations (``epochs`` resolved against the loader)."""
         if not self.enabled:
             return
         with atomic_write(self.path("config.toml"), "w") as handle:
@@ -113,6 +114,7 @@ class RunDir:
             "command": sys.argv,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "device": device,
+            "total_iters": total_iters,
             "python": platform.python_version(),
             "torch": torch.__version__,
             "platform": platform.platform(),
