@@ -47,6 +47,13 @@ def test_degradation_report_matches_run_folders(degradation_dir):
     assert "<table>" in html and (degradation_dir / "degradation.png").stat().st_size > 1000
     for r in table:  # the Table 2-style row of each depth shows the CSV's numbers
         assert f"{100 * float(r['test_error']):.2f}" in report
+    for r in table:  # each monitor line names the lr its update/weight ratios were taken at
+        lrs = {int(m["iteration"]): float(m["lr"]) for m in
+               read_metrics(degradation_dir / "runs" / r["run_dir"] / "metrics.csv") if m["lr"]}
+        line = next(x for x in report.splitlines() if x.startswith(f"- {r['net']} at iteration"))
+        found = re.search(r"at iteration (\d+) \(lr ([\d.e-]+)[,)]", line)
+        iteration, lr = int(found[1]), float(found[2])
+        assert lr == pytest.approx(lrs[max(i for i in lrs if i <= iteration)])
 
 
 def test_degradation_claims_follow_from_numbers(degradation_dir):

@@ -14,6 +14,7 @@ from pathlib import Path
 from reslab.analysis.monitor import findings, read_monitor
 from reslab.experiments.report import md_table, percent, plot_error_panels
 from reslab.experiments.runs import NetResult, Setup, check_depths, net_result
+from reslab.train.rundir import read_metrics
 
 FAMILIES = {"plain": "plain", "resnet": "ResNet"}
 
@@ -106,9 +107,22 @@ def monitor_lines(results: Sequence[NetResult]) -> list[str]:
                  if found.off_ratio else "every update/weight ratio within [1e-4, 1e-2]")
         acts = ("activation std collapses with depth" if found.collapsed
                 else "no activation collapse with depth")
-        lines.append(f"{r.label} at iteration {found.iteration}: {ratio}; {acts} (first "
+        lrs = logged_lrs(r.run_dir)
+        before = [lr for it, lr in lrs if it <= found.iteration]
+        at = f"iteration {found.iteration}"
+        if before:  # the ratio scales with the lr; the ~1e-3 rule is meant for the initial one
+            at += f" (lr {before[-1]:g}" + (
+                f", 1/{lrs[0][1] / before[-1]:.3g} of the initial {lrs[0][1]:g})"
+                if before[-1] < lrs[0][1] else ")")
+        lines.append(f"{r.label} at {at}: {ratio}; {acts} (first "
                      f"layers {found.first_std:.3g}, last layers {found.last_std:.3g}).")
     return lines
+
+
+def logged_lrs(run_dir: Path) -> list[tuple[int, float]]:
+    """``(iteration, lr)`` of each row of the run's metrics.csv that logged the lr."""
+    return [(int(row["iteration"]), float(row["lr"]))
+            for row in read_metrics(run_dir / "metrics.csv") if row.get("lr")]
 
 
 def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
