@@ -4,6 +4,8 @@ Every file reslab writes (checkpoints, downloads, figures, reports) goes through
 :func:`atomic_write`: the bytes go to a temporary file in the destination's folder, which is then
 renamed over the destination with :func:`os.replace` (atomic on POSIX and Windows). A crash or an
 exception leaves the old file (or no file) in place and removes the temporary one.
+:func:`check_output_path` checks a destination before any work, so that a bad ``-o`` fails at
+once with one line.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from reslab.errors import ReslabError
 
 # New files get the usual permissions (0o666 less the umask), not mkstemp's private 0o600.
 _UMASK = os.umask(0)
@@ -61,3 +65,33 @@ def atomic_save_bytes(path: str | os.PathLike, data: bytes) -> None:
     """
     with atomic_write(path, "wb") as handle:
         handle.write(data)
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written: its parent is an existing,
+    writable folder (nothing is created here).
+
+    Args:
+        path: A file to write, or (``folder=True``) a folder to create or write into.
+        folder: ``path`` is a folder.
+
+    Returns:
+        ``path`` as a :class:`Path`.
+
+    Raises:
+        ReslabError: The parent folder is missing, is not a folder, or is not writable; or
+            ``path`` exists with the wrong kind (a folder for a file, a file for a folder).
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.exists():
+        raise ReslabError(f"cannot write {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise ReslabError(f"cannot write {path}: {parent} is not a folder")
+    if path.exists() and path.is_dir() != folder:
+        kind = "a folder" if path.is_dir() else "a file"
+        raise ReslabError(f"cannot write {path}: it is {kind}")
+    target = path if folder and path.is_dir() else parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ReslabError(f"cannot write {path}: folder {target} is read-only")
+    return path

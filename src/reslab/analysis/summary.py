@@ -375,11 +375,19 @@ def check_model_runs(model: nn.Module, in_channels: int, input_size: Sequence[in
     """
     check_input_size(model, input_size)
     x = torch.zeros(1, in_channels, *input_size)  # (1, C, H, W)
+    with trial_forward(model, x):
+        model(x)
+
+
+@contextlib.contextmanager
+def trial_forward(model: nn.Module, x: Tensor) -> Iterator[None]:
+    """Run the block in eval mode without gradients, turning a failed forward on ``x`` into
+    :func:`cannot_run`'s error; the model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(x)
+            yield
     except RuntimeError as exc:  # a shape mismatch: the input does not fit the net
         raise cannot_run(model, x, exc) from None
     finally:
@@ -533,20 +541,13 @@ def summarize(
     check_positive(batch=batch, in_channels=in_channels)
     x = torch.zeros(batch, in_channels, *input_size, device=device)  # (N, C, H, W)
 
-    was_training = model.training
-    model.eval()
     counter, tracer = FlopCounterMode(display=False), FootprintMode()
     recorder = _Recorder(model, counter, tracer)
-    try:
-        with torch.no_grad(), recorder.hooks(), counter, tracer:
-            tracer.tag(x)
-            output = tensors(model(x))[0]
-            out_footprint = tracer.footprints[output]
-            stages = recorder.stages(output)
-    except RuntimeError as exc:  # a shape mismatch: the input does not fit the net
-        raise cannot_run(model, x, exc) from None
-    finally:
-        model.train(was_training)
+    with trial_forward(model, x), recorder.hooks(), counter, tracer:
+        tracer.tag(x)
+        output = tensors(model(x))[0]
+        out_footprint = tracer.footprints[output]
+        stages = recorder.stages(output)
 
     counted = [row for row in recorder.rows if row.counted]
     totals = Totals(

@@ -83,7 +83,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Run ``reslab data show``."""
-    from reslab.eval.report import check_output_path
+    from reslab.io import check_output_path
 
     check_output_path(args.output)
     if args.count < 1:

@@ -52,8 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab eval``."""
     from reslab.eval.predictor import checkpoint_file
-    from reslab.eval.report import check_output_path, dumps, save_confusion_matrix, save_json
+    from reslab.eval.report import dumps, save_confusion_matrix, save_json
     from reslab.eval.runner import run_evaluation
+    from reslab.io import check_output_path
 
     checkpoint = checkpoint_file(args.checkpoint)
     out = check_output_path(args.out or checkpoint.parent, folder=True)

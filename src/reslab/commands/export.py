@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab export``."""
     from reslab.eval.predictor import load
-    from reslab.eval.report import check_output_path
+    from reslab.io import check_output_path
     from reslab.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 
     predictor = load(args.checkpoint, device="cpu", model=args.model)

@@ -22,7 +22,7 @@ from reslab.analysis.summary import (
 )
 from reslab.commands.summary import SHAPES_ONLY
 from reslab.errors import ReslabError, choices_hint
-from reslab.io import atomic_write
+from reslab.io import atomic_write, check_output_path
 from reslab.models import list_models, model_info
 from reslab.models.blocks import SHORTCUT_OPTIONS
 from reslab.models.resnet import IMAGENET_ARCHS
@@ -51,8 +51,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab models``."""
-    from reslab.eval.report import check_output_path
-
     if args.output:
         check_output_path(args.output)
     if args.markdown:

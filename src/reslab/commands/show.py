@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab show``."""
-    from reslab.eval.report import check_output_path
+    from reslab.io import check_output_path
 
     output = check_output_path(args.output)
     if args.what == "filters":

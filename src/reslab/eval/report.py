@@ -1,5 +1,5 @@
-"""Evaluation reports: the confusion-matrix figure, JSON numbers, and output paths checked
-before any work is done (so that a bad ``-o`` fails at once and nothing is half-written)."""
+"""Evaluation reports: the confusion-matrix figure and JSON numbers (written atomically; the
+output path is checked first with :func:`reslab.io.check_output_path`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -17,41 +16,10 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402 - after choosing the backend
 from torch import Tensor  # noqa: E402
 
-from reslab.errors import ReslabError  # noqa: E402
 from reslab.io import atomic_save_bytes  # noqa: E402
 
 MAX_LABELLED_CLASSES = 50  # beyond this, axes carry no class names (they would overlap)
 MAX_ANNOTATED_CLASSES = 20  # beyond this, cells carry no counts
-
-
-def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
-    """Check, before any work, that ``path`` can be written: its parent is an existing,
-    writable folder (nothing is created here).
-
-    Args:
-        path: A file to write, or (``folder=True``) a folder to create or write into.
-        folder: ``path`` is a folder.
-
-    Returns:
-        ``path`` as a :class:`Path`.
-
-    Raises:
-        ReslabError: The parent folder is missing, is not a folder, or is not writable; or
-            ``path`` exists with the wrong kind (a folder for a file, a file for a folder).
-    """
-    path = Path(path)
-    parent = path.parent
-    if not parent.exists():
-        raise ReslabError(f"cannot write {path}: folder {parent} does not exist")
-    if not parent.is_dir():
-        raise ReslabError(f"cannot write {path}: {parent} is not a folder")
-    if path.exists() and path.is_dir() != folder:
-        kind = "a folder" if path.is_dir() else "a file"
-        raise ReslabError(f"cannot write {path}: it is {kind}")
-    target = path if folder and path.is_dir() else parent
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise ReslabError(f"cannot write {path}: folder {target} is read-only")
-    return path
 
 
 def json_ready(value: Any) -> Any:

@@ -111,9 +111,9 @@ def monitor_lines(results: Sequence[NetResult]) -> list[str]:
         before = [lr for it, lr in lrs if it <= found.iteration]
         at = f"iteration {found.iteration}"
         if before:  # the ratio scales with the lr; the ~1e-3 rule is meant for the initial one
-            at += f" (lr {before[-1]:g}" + (
-                f", 1/{lrs[0][1] / before[-1]:.3g} of the initial {lrs[0][1]:g})"
-                if before[-1] < lrs[0][1] else ")")
+            lr, initial = before[-1], lrs[0][1]
+            share = f", 1/{initial / lr:.3g} of the initial {initial:g}" if lr < initial else ""
+            at += f" (lr {lr:g}{share})"
         lines.append(f"{r.label} at {at}: {ratio}; {acts} (first "
                      f"layers {found.first_std:.3g}, last layers {found.last_std:.3g}).")
     return lines
