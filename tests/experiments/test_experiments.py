@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from reslab.errors import ReslabError
 from reslab.experiments import degradation, depth_table, layer_responses, shortcuts
 from reslab.experiments.runs import NetResult, ensure_run, run_state
 from reslab.train.engine import train
@@ -159,6 +160,22 @@ def test_depth_table_report(tiny_data, tmp_path):
     report = (out / "report.md").read_text()
     cell = f"{100 * statistics.fmean(errors):.2f} ± {100 * statistics.stdev(errors):.2f}"
     assert f"| ResNet-8 | 0.08M | 2 | {cell} | {100 * min(errors):.2f} | – | – |" in report
+
+
+def test_experiment_folder_takes_more_depths(tiny_data, tmp_path):
+    """Adding a depth to a finished table trains only the new net; the recipe may not change."""
+    out = tmp_path / "depth"
+    setup = tiny_setup(out, tiny_data, monitor=0, eval_every=4)
+    depth_table.run_depth_table(setup, depths=[8])
+    weights = out / "runs" / "resnet8-seed0" / "last.safetensors"
+    before = weights.stat().st_mtime_ns
+    depth_table.run_depth_table(setup, depths=[14, 8])
+    assert weights.stat().st_mtime_ns == before
+    assert [r["run_dir"] for r in rows(out / "depth_table.csv")] == ["resnet8-seed0",
+                                                                      "resnet14-seed0"]
+    assert json.loads((out / "experiment.json").read_text())["depths"] == [8, 14]
+    with pytest.raises(ReslabError, match=r"other settings \(recipe;"):
+        depth_table.run_depth_table(tiny_setup(out, tiny_data, monitor=0), depths=[8])
 
 
 def test_depth_table_claims():

@@ -139,30 +139,39 @@ def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str,
     return {**(QUICK_RECIPE if quick else {}), **(overrides or {})}
 
 
+# The keys of ``experiment.json`` that make two sub-runs comparable; the rest (depths, seeds,
+# the shortcut net's depth) only select which sub-runs a report shows.
+SHARED_KEYS = ("experiment", "data", "recipe")
+
+
 def claim_folder(out: Path, description: dict[str, Any]) -> None:
     """Create the experiment folder and record what it runs (``experiment.json``).
 
-    Re-running the same experiment in the same folder resumes it; another recipe or data set
-    there would mix incomparable runs, so it is refused.
+    Re-running the same experiment in the same folder resumes it, and may add depths or seeds:
+    sub-runs are named by net and seed, so the finished ones are reused. Another recipe or data
+    set there would mix incomparable runs, so it is refused.
 
     Args:
         out: The experiment folder.
-        description: JSON-serialisable experiment name, data set and recipe.
+        description: JSON-serialisable experiment name, data set and recipe
+            (:data:`SHARED_KEYS`), and which sub-runs it trains.
 
     Raises:
-        ReslabError: ``out`` holds an experiment with another description.
+        ReslabError: ``out`` holds another experiment, or one with another data set or recipe.
     """
     out.mkdir(parents=True, exist_ok=True)
     path = out / "experiment.json"
     described = json.loads(json.dumps(description))
     if path.is_file():
         previous = json.loads(path.read_text())
-        if previous != described:
+        changed = [key for key in SHARED_KEYS if previous.get(key) != described.get(key)]
+        if changed:
             raise ReslabError(
-                f"{out} holds an experiment run with other settings ({path}); "
-                "choose another --out or delete the folder"
+                f"{out} holds an experiment run with other settings ({', '.join(changed)}; see "
+                f"{path}); choose another --out or delete the folder"
             )
-        return
+        if previous == described:
+            return
     with atomic_write(path, "w") as handle:
         json.dump(described, handle, indent=2)
 
