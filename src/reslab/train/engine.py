@@ -25,6 +25,7 @@ from reslab.analysis.monitor import Monitor
 from reslab.analysis.summary import check_model_runs
 from reslab.errors import ReslabError
 from reslab.eval.metrics import EvalResult, evaluate
+from reslab.io import check_output_path
 from reslab.models import create_model, model_info
 from reslab.models.fuse import fold_batchnorm
 from reslab.runtime import bf16_supported, seed_everything, select_device
@@ -46,7 +47,7 @@ from reslab.train.distributed import (
 )
 from reslab.train.inputs import Inputs, build_inputs, endless
 from reslab.train.precise_bn import update_bn_stats
-from reslab.train.rundir import RunDir, check_output_folder
+from reslab.train.rundir import RunDir
 from reslab.train.schedule import LRSchedule
 from reslab.train.step import TrainStep, device_defaults
 
@@ -159,7 +160,7 @@ class Trainer:
                                                else progress)
 
         out = Path(cfg.out or f"runs/{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}")
-        check_output_folder(out)
+        check_output_path(out, folder=True)
         if not resume and (out / "trainer_state.pt").exists():
             raise ReslabError(f"{out} already holds a run; continue it with --resume {out} "
                               "or choose another --out")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from reslab.errors import ReslabError
-from reslab.io import atomic_save_bytes, atomic_write
+from reslab.io import atomic_save_bytes, atomic_write, check_output_path
 
 METRIC_COLUMNS = (
     "iteration", "epoch", "lr", "train_loss", "train_error", "val_error", "test_error",
@@ -57,15 +57,6 @@ def dump_toml(values: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_output_folder(folder: Path) -> None:
-    """Fail early, with one clear line, when ``folder`` cannot hold a run."""
-    parent = folder.parent
-    if not parent.is_dir():
-        raise ReslabError(f"cannot create run folder {folder}: {parent} does not exist")
-    if folder.exists() and not folder.is_dir():
-        raise ReslabError(f"cannot create run folder {folder}: a file of that name exists")
-
-
 class RunDir:
     """Writes a run folder. Only the main process (rank 0) writes; others get ``enabled=False``.
 
@@ -83,7 +74,7 @@ class RunDir:
         self._writer = None
         if not enabled:
             return
-        check_output_folder(self.folder)
+        check_output_path(self.folder, folder=True)
         try:
             self.folder.mkdir(exist_ok=True)
         except PermissionError:
