@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``reslab bench``."""
     from reslab.bench import format_report, make_settings, run_suite
     from reslab.errors import ReslabError
-    from reslab.io import check_output_path
-    from reslab.io import atomic_write
+    from reslab.io import atomic_write, check_output_path
     from reslab.runtime import select_device
 
     for flag, value, least in (("--workers", args.workers, 0), ("--repeats", args.repeats, 1)):
