@@ -22,12 +22,13 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 # Fashion-MNIST from Debian's package when it is missing and apt can install it; otherwise
-# reslab downloads it (with the official checksums) on first use.
-data-fashion-mnist:
+# `reslab data get` downloads it into data/ (with the official checksums; skipped when there).
+data-fashion-mnist: $(STAMP)
 	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null 2>&1 \
-		|| echo "note: apt could not install dataset-fashion-mnist; reslab will download it"; \
+		|| echo "note: apt could not install dataset-fashion-mnist; downloading it"; \
 	fi
+	@if [ ! -d $(FMNIST) ]; then $(BIN)/reslab data get fashion-mnist; fi
 
 # The main job: ResNet-20 on Fashion-MNIST with a shortened recipe (2 epochs; the lr ramps up to
 # 0.2 over the first 10%, then decays linearly to 0; label smoothing 0.1, Nesterov momentum;

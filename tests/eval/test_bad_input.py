@@ -1,11 +1,14 @@
 """Bad input to `reslab eval`, `reslab predict` and `reslab export`: one line
 ``reslab: error: ...``, exit status 2, no traceback, and no file written or left half-written."""
 
+import io
 import os
 import re
 
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from reslab.cli import main
 from tests.checkpoint_fixtures import write_checkpoint
@@ -17,6 +20,11 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     good = write_checkpoint(root / "model.safetensors")
     (root / "cut.safetensors").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    buffer = io.BytesIO()
+    torch.save(load_file(good), buffer)
+    (root / "cut.pth").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (root / "text.pth").write_text("hello, not a pickle")
+    (root / "empty.pth").write_bytes(b"")
     write_checkpoint(root / "resnet20.safetensors", model="resnet20", in_channels=3, size=32)
     Image.new("L", (28, 28), 128).save(root / "good.png")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
@@ -39,6 +47,9 @@ CASES = {
                            "checkpoint .*nothing.safetensors does not exist"),
     "truncated checkpoint": (["eval", "{w}/cut.safetensors", "--data", "fashion-mnist",
                               "--data-dir", "{d}"], "cut.safetensors is truncated or corrupt"),
+    **{f"damaged .pth ({name})": (["predict", f"{{w}}/{name}.pth", "{w}/good.png"],
+                                  f"{name}.pth is truncated, corrupt or not a weights-only")
+       for name in ("cut", "text", "empty")},
     "other architecture": (["export", "{w}/resnet20.safetensors", "--model", "resnet32", "-o",
                             "{w}/m.onnx"],
                            r"does not fit this architecture: missing keys \['layer1.3.bn1.bias'"),

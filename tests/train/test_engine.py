@@ -53,6 +53,14 @@ def test_run_folder_contents(data_dir, tmp_path):
         train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
 
 
+def test_default_run_folder_is_made_under_runs(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = train(**{**TINY, "iters": 1}, data_dir=str(data_dir), progress=False)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("resnet8-fashion-mnist-") and result.iteration == 1
+    assert (folder / "last.safetensors").is_file()
+
+
 def test_resume_is_exact(data_dir, tmp_path):
     common = dict(TINY, data_dir=str(data_dir), progress=False)
     straight = train(**common, out=str(tmp_path / "straight"))

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +70,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
             raise ReslabError(f"checkpoint {path} is truncated or corrupt ({exc})") from None
     else:
-        try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as exc:
-            raise ReslabError(
-                f"checkpoint {path} is truncated, corrupt or not a weights-only state dict "
-                f"({str(exc).splitlines()[0]})"
-            ) from None
+        state = _torch_load(io.BytesIO(data), f"checkpoint {path} is truncated, corrupt or not "
+                                              "a weights-only state dict")
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
@@ -166,7 +159,17 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ReslabError(f"{path.parent} is not a resumable run: {path.name} is missing")
+    return _torch_load(path, f"trainer state {path} is truncated or corrupt")
+
+
+def _torch_load(source: str | Path | io.BytesIO, failure: str) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU; any failure to read becomes ``failure``.
+
+    A damaged file makes the unpickler fail in many ways (KeyError, IndexError, ValueError on a
+    seek, ...), so every exception is taken as a sign of a bad file.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as exc:
-        raise ReslabError(f"trainer state {path} is truncated or corrupt ({exc})") from None
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        raise ReslabError(f"{failure} ({reason})") from None

@@ -159,7 +159,12 @@ class Trainer:
         self.show_progress = self.is_main and (sys.stderr.isatty() if progress is None
                                                else progress)
 
-        out = Path(cfg.out or f"runs/{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if cfg.out is None:  # the default: runs/<model>-<data>-<time>, runs/ made when missing
+            out = Path("runs") / f"{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if not out.parent.exists():
+                out.parent.mkdir(exist_ok=True)
+        else:  # a folder the user named: its parent must exist (a typo fails here)
+            out = Path(cfg.out)
         check_output_path(out, folder=True)
         if not resume and (out / "trainer_state.pt").exists():
             raise ReslabError(f"{out} already holds a run; continue it with --resume {out} "
