@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReslabError as exc:
         sys.stderr.write(f"reslab: error: {exc}\n")
         return EXIT_USAGE
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
         sys.stderr.write(f"reslab: error: {exc.strerror or exc}: {exc.filename}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

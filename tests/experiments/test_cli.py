@@ -36,10 +36,20 @@ def one_error_line(capsys):
     (["experiment", "shortcuts", "--data", "fashion-mnist", "--depth", "10"], "6n+2"),
     (["experiment", "layer-responses"], "at least one run folder"),
     (["experiment", "depth-table", "--data", "nope"], "unknown data set"),
+    (["experiment", "depth-table", "--data", "fashion-mnist", "--set", "lr=-1"],
+     "lr must be positive, got -1.0"),
 ])
 def test_bad_input(argv, message, capsys, tmp_path):
     assert exit_code([*argv] + (["--out", str(tmp_path / "x")] if len(argv) > 2 else [])) == 2
     assert message in one_error_line(capsys)
+    assert not (tmp_path / "x").exists()  # refused before the folder is claimed
+
+
+def test_experiment_out_that_is_a_file(capsys, tmp_path):
+    (tmp_path / "file.txt").write_text("not a folder")
+    assert main(["experiment", "depth-table", "--data", "fashion-mnist",
+                 "--out", str(tmp_path / "file.txt")]) == 2
+    assert "file.txt: it is a file" in one_error_line(capsys)
 
 
 def test_layer_responses_refuses_mixed_data_and_active_runs(degradation_dir, tmp_path, capsys):
@@ -83,6 +93,14 @@ def test_show_filters_and_features(degradation_dir, tmp_path, capsys, monkeypatc
     assert main(["show", "features", str(run), str(image), "-o", str(tmp_path / "maps.png"),
                  "--maps", "4"]) == 0
     assert PIL.Image.open(tmp_path / "maps.png").size[1] > 100
+    # a state dict without reslab metadata needs --model, which the error names
+    torch.save(read_weights(run / "last.safetensors")[0], tmp_path / "plain.pth")
+    capsys.readouterr()
+    assert main(["show", "features", str(tmp_path / "plain.pth"), str(image),
+                 "-o", str(tmp_path / "m2.png")]) == 2
+    assert "--model resnet50 on the command line" in one_error_line(capsys)
+    assert main(["show", "features", str(tmp_path / "plain.pth"), str(image), "--model",
+                 "resnet8", "-o", str(tmp_path / "m2.png")]) == 0
     capsys.readouterr()
     assert main(["show", "filters", str(tmp_path / "missing.safetensors"),
                  "-o", str(tmp_path / "x.png")]) == 2

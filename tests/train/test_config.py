@@ -45,13 +45,16 @@ def test_precedence_preset_then_toml_then_flags(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("lr", "abc", "config key 'lr' must be float, got 'abc'"),
+        ("lr", "abc", "config key 'lr' must be a finite float, got 'abc'"),
         ("batch_size", "1.5", "must be int"),
         ("batch_size", 2.0, "must be int"),
         ("amp", "maybe", "must be bool"),
         ("model", 3, "must be str"),
         ("lrr", "1", "unknown config key 'lrr'"),
         ("milestones", "a,b", "must be list"),
+        ("lr", "nan", "config key 'lr' must be a finite float, got 'nan'"),
+        ("lr", float("inf"), "must be a finite float"),
+        ("milestones", "1,inf", "must be list"),
     ],
 )
 def test_wrong_types_and_keys(key, value, message):
@@ -69,6 +72,11 @@ def test_wrong_types_and_keys(key, value, message):
         ({"device": "tpu"}, "unknown device 'tpu'"),
         ({"preset": "nope"}, "unknown preset 'nope'"),
         ({"weight_decay": "-1"}, "weight_decay must not be negative"),
+        ({"milestones": "-5"}, r"milestones must not be negative, got \[-5.0\]"),
+        ({"seed": str(2**70)}, r"seed must be in \[0, 2\*\*63\)"),
+        ({"seed": "-1"}, r"seed must be in \[0, 2\*\*63\)"),
+        ({"label_smoothing": "1.5"}, r"label_smoothing must be in \[0, 1\)"),
+        ({"momentum": "0", "nesterov": "true"}, "nesterov needs a momentum above 0"),
     ],
 )
 def test_bad_values(overrides, message):
@@ -94,6 +102,13 @@ def test_toml_errors(tmp_path):
     not_a_table.write_text("train = 5\n")
     with pytest.raises(ReslabError, match=r"\[train\] must be a table"):
         read_toml(not_a_table)
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text('model = "resnet56"\nbogus = 1\n[train]\nlr = 0.2\n')
+    with pytest.raises(ReslabError, match=r"keys outside the \[train\] table \(bogus, model\)"):
+        read_toml(mixed)
+    table = tmp_path / "train.toml"
+    table.write_text('[train]\nmodel = "resnet56"\nlr = 0.2\n')
+    assert read_toml(table) == {"model": "resnet56", "lr": 0.2}
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):

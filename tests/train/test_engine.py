@@ -3,6 +3,7 @@ fine-tuning init, precise BN and bad input."""
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from reslab.cli import main
 from reslab.train.checkpoint import read_weights
 from reslab.train.config import TrainConfig, resolve
 from reslab.train.engine import Trainer, train
+from tests.data.formats import write_cifar10
 from tests.data_fixtures import write_tiny_fashion_mnist
 
 TINY = dict(model="resnet8", data="fashion-mnist", iters=8, eval_every=4, log_every=2,
@@ -95,6 +97,27 @@ def test_init_from_checkpoint_replaces_head(data_dir, tmp_path, capsys):
         if not key.startswith("fc."):
             assert torch.equal(loaded[key], value), key
     assert loaded["fc.weight"].shape == (10, 64)
+    # a run folder stands for its weights file, as everywhere else
+    again = train(**dict(TINY, iters=1, eval_every=1), data_dir=str(data_dir),
+                  out=str(tmp_path / "ft3"), init=str(tmp_path / "ft"), progress=False)
+    assert again.finished
+    assert f"init from {tmp_path / 'ft' / 'best.safetensors'}:" in capsys.readouterr().err
+
+
+def test_init_from_torchvision_bottleneck_net_builds_its_v15_layout(tmp_path, capsys):
+    """torchvision's ResNet-50 has the same keys as the paper's v1 layout but strides its 3x3
+    conv: a state dict without reslab metadata gets variant v1.5, recorded for the resume."""
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-bin", per_file=4)
+    source = reslab.create_model("resnet50", num_classes=3, variant="v1.5")
+    torch.save(source.state_dict(), tmp_path / "tv.pth")
+    common = dict(TINY, model="resnet50", data="cifar10", data_dir=str(tmp_path / "data"),
+                  iters=1, eval_every=1, val_split=None, progress=False)
+    out = tmp_path / "ft"
+    train(**common, out=str(out), init=str(tmp_path / "tv.pth"))
+    assert "tv.pth (variant v1.5): missing keys" in capsys.readouterr().err
+    assert 'variant = "v1.5"' in (out / "config.toml").read_text()
+    _, meta = read_weights(out / "last.safetensors")
+    assert meta["model_options"]["variant"] == "v1.5"
 
 
 @pytest.mark.parametrize("other", ["resnet14", "lenet5"])
@@ -143,7 +166,7 @@ def test_lr_ramp_in_epochs(data_dir, tmp_path):
     [
         (["--model", "resnet21x"], "unknown model 'resnet21x'"),
         (["--data", "svhn"], "unknown data set 'svhn'"),
-        (["--lr", "abc"], "config key 'lr' must be float, got 'abc'"),
+        (["--lr", "abc"], "config key 'lr' must be a finite float, got 'abc'"),
         (["--lr", "0"], "lr must be positive"),
         (["--batch-size", "-3"], "batch_size must be positive"),
         (["--set", "foo=1"], "unknown config key 'foo'"),
@@ -154,6 +177,9 @@ def test_lr_ramp_in_epochs(data_dir, tmp_path):
         (["--warmup-error", "0"], "warmup_error must be in (0, 1], got 0.0"),
         (["--plateau-patience", "0"], "plateau_patience must be positive, got 0"),
         (["--model", "lenet5", "--batch-size", "16"], "lenet5 cannot run on a 1x28x28 input"),
+        (["--pad", "1000"], "pad must be between 0 and half the image side (14 for (28, 28) "
+                            "images), got 1000"),
+        (["--milestones", "nan"], "config key 'milestones' must be list"),
     ],
 )
 def test_cli_bad_input(argv, message, data_dir, tmp_path, capsys):
@@ -188,8 +214,9 @@ def test_resume_refuses_changed_training_keys(data_dir, tmp_path, capsys):
     (tmp_path / "c.toml").write_text("lr = 0.5\n")
     assert main(["train", "--resume", str(out), "--config", str(tmp_path / "c.toml")]) == 2
     assert "give one of them" in capsys.readouterr().err
-    # keys that only place the run (device) and unchanged values are accepted
-    assert train(resume=out, device="cpu", iters=4, progress=False).finished
+    # keys that only place the run (device, the data's folder) and unchanged values are accepted
+    moved = shutil.copytree(data_dir, tmp_path / "moved-data")
+    assert train(resume=out, device="cpu", iters=4, data_dir=str(moved), progress=False).finished
 
 
 def test_api_config_object_takes_overrides_and_is_checked(data_dir, tmp_path):

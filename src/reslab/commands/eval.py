@@ -43,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="DataLoader workers for image folders")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("-o", "--out", metavar="OUT_DIR",
-                        help="folder for the JSON and the figure (created if missing)")
+                        help="folder for the JSON and the figure (created if missing; its "
+                        "parent must exist)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when on a terminal)")
     parser.set_defaults(func=run)
@@ -51,10 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reslab eval``."""
-    from reslab.eval.predictor import checkpoint_file
     from reslab.eval.report import dumps, save_confusion_matrix, save_json
     from reslab.eval.runner import run_evaluation
     from reslab.io import check_output_path
+    from reslab.train.checkpoint import checkpoint_file
 
     checkpoint = checkpoint_file(args.checkpoint)
     out = check_output_path(args.out or checkpoint.parent, folder=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from reslab.commands.predict import add_checkpoint_arguments
 from reslab.errors import ReslabError
 from reslab.io import atomic_save_bytes
 
@@ -24,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("-o", "--output", default="conv1.png", help="PNG to write")
     sub.set_defaults(func=run)
     sub = what.add_parser("features", help="feature maps of each stage for one image")
-    sub.add_argument("checkpoint", metavar="CKPT", help="run folder or weights file by reslab")
+    add_checkpoint_arguments(sub, device=False)
     sub.add_argument("image", metavar="IMAGE", help="image file")
     sub.add_argument("-o", "--output", default="maps.png", help="PNG to write")
     sub.add_argument("--maps", type=int, default=8, help="feature maps shown per stage")
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.maps < 1:
             raise ReslabError(f"--maps must be positive, got {args.maps}")
-        png = feature_maps_png(args.checkpoint, args.image, maps=args.maps)
+        png = feature_maps_png(args.checkpoint, args.image, maps=args.maps, model=args.model)
     atomic_save_bytes(output, png)
     print(f"wrote {output}")
     return 0
@@ -66,9 +67,8 @@ def filters_png(checkpoint: str) -> bytes:
     Returns:
         PNG bytes.
     """
-    from reslab.eval.predictor import checkpoint_file
     from reslab.experiments.report import figure_png, pyplot
-    from reslab.train.checkpoint import read_weights
+    from reslab.train.checkpoint import checkpoint_file, read_weights
 
     state, _ = read_weights(checkpoint_file(checkpoint))
     key, weight = first_conv_weight(state, source=checkpoint)  # (K, C, kh, kw)
@@ -91,14 +91,17 @@ def filters_png(checkpoint: str) -> bytes:
 
 
 @torch.no_grad()
-def feature_maps_png(checkpoint: str, image: str, *, maps: int = 8) -> bytes:
+def feature_maps_png(checkpoint: str, image: str, *, maps: int = 8,
+                     model: str | None = None) -> bytes:
     """Draw the first ``maps`` feature maps of each stage (``conv1``, ``conv2_x``, ...) of a
-    reslab model for one image.
+    ResNet for one image.
 
     Args:
-        checkpoint: A run folder or weights file written by reslab.
+        checkpoint: A run folder, a weights file written by reslab, or (with ``model``) a
+            torchvision-style state dict.
         image: An image file (preprocessed as the model's training data was).
         maps: Channels shown per stage.
+        model: Architecture of a state dict without reslab metadata (see :func:`reslab.load`).
 
     Returns:
         PNG bytes.
@@ -107,7 +110,7 @@ def feature_maps_png(checkpoint: str, image: str, *, maps: int = 8) -> bytes:
     from reslab.experiments.report import figure_png, pyplot
     from reslab.models import stage_outputs
 
-    predictor = load(checkpoint)
+    predictor = load(checkpoint, model=model)
     if not hasattr(predictor.model, "stage_nodes"):
         raise ReslabError(f"{checkpoint}: {predictor.model_name} has no stages to show")
     x = predictor.preprocess([Path(image)])  # (1, C, H, W)

@@ -30,7 +30,6 @@ the averages 0.449 and 0.226).
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -46,10 +45,13 @@ from torch import Tensor, nn
 from reslab.errors import ReslabError, choices_hint
 from reslab.models import create_model, model_info
 from reslab.runtime import select_device
-from reslab.train.checkpoint import load_weights_into, read_weights
+from reslab.train.checkpoint import (
+    checkpoint_file,
+    foreign_options,
+    load_weights_into,
+    read_weights,
+)
 
-RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 IMAGE_SUFFIXES = frozenset(
     {".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".pnm", ".ppm", ".tif", ".tiff", ".webp"}
 )
@@ -346,26 +348,6 @@ def list_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def checkpoint_file(path: str | os.PathLike) -> Path:
-    """The weights file ``path`` names: itself, or a run folder's best/last checkpoint.
-
-    Raises:
-        ReslabError: Missing path, a folder without checkpoints, or an unknown file type.
-    """
-    path = Path(path)
-    if path.is_dir():
-        for name in RUN_CHECKPOINTS:
-            if (path / name).is_file():
-                return path / name
-        raise ReslabError(f"{path} is not a run folder: it has no {' or '.join(RUN_CHECKPOINTS)}")
-    if not path.exists():
-        raise ReslabError(f"checkpoint {path} does not exist")
-    if path.suffix not in CHECKPOINT_SUFFIXES:
-        raise ReslabError(
-            f"checkpoint {path}: unknown file type; {choices_hint(CHECKPOINT_SUFFIXES)}")
-    return path
-
-
 def load(
     path: str | os.PathLike, *, device: str | torch.device = "cpu", model: str | None = None,
     options: dict[str, Any] | None = None,
@@ -415,13 +397,6 @@ def load(
         preprocessing=preprocessing_from_meta(meta, channels=in_channels, size=size,
                                               source=str(file)),
     )  # fmt: skip
-
-
-def foreign_options(name: str) -> dict[str, Any]:
-    """Options for a state dict from torchvision: its ``v1.5`` bottleneck where there is one."""
-    info = model_info(name)
-    takes_variant = "variant" in inspect.signature(info.constructor).parameters
-    return {"variant": "v1.5"} if takes_variant and "variant" not in info.options else {}
 
 
 def head_and_stem_sizes(

@@ -24,7 +24,7 @@ from reslab.errors import ReslabError
 from reslab.experiments.report import Report, recipe_text
 from reslab.io import atomic_write
 from reslab.models.resnet import check_cifar_depth
-from reslab.train.config import read_toml
+from reslab.train.config import read_toml, resolve
 from reslab.train.rundir import read_metrics
 
 ACTIVE_SECONDS = 120.0
@@ -159,6 +159,8 @@ def claim_folder(out: Path, description: dict[str, Any]) -> None:
     Raises:
         ReslabError: ``out`` holds another experiment, or one with another data set or recipe.
     """
+    if out.exists() and not out.is_dir():
+        raise ReslabError(f"cannot write the experiment into {out}: it is a file")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "experiment.json"
     described = json.loads(json.dumps(description))
@@ -229,8 +231,12 @@ class Setup:
     progress: bool | None = None
 
     def claim(self, experiment: str, **details: Any) -> None:
-        """Create ``out`` for ``experiment`` (see :func:`claim_folder`)."""
-        dataset_info(self.data)  # unknown data sets fail before anything is written
+        """Create ``out`` for ``experiment`` (see :func:`claim_folder`).
+
+        Raises:
+            ReslabError: Unknown data set or a bad recipe key, before anything is written.
+        """
+        resolve({**self.recipe, "data": self.data})
         claim_folder(self.out, {"experiment": experiment, "data": self.data,
                                 "recipe": self.recipe, **details})
 

@@ -14,8 +14,10 @@ moment leaves the previous complete checkpoint readable.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,12 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from reslab.errors import ReslabError
+from reslab.errors import ReslabError, choices_hint
 from reslab.io import atomic_save_bytes
+from reslab.models import model_info
+
+RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 FORMAT = "reslab-1"
 
@@ -42,6 +48,26 @@ def save_weights(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> No
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "reslab": json.dumps(meta)}
     atomic_save_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The weights file ``path`` names: itself, or a run folder's best/last checkpoint.
+
+    Raises:
+        ReslabError: Missing path, a folder without checkpoints, or an unknown file type.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in RUN_CHECKPOINTS:
+            if (path / name).is_file():
+                return path / name
+        raise ReslabError(f"{path} is not a run folder: it has no {' or '.join(RUN_CHECKPOINTS)}")
+    if not path.exists():
+        raise ReslabError(f"checkpoint {path} does not exist")
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        raise ReslabError(
+            f"checkpoint {path}: unknown file type; {choices_hint(CHECKPOINT_SUFFIXES)}")
+    return path
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,6 +111,13 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     header_size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + header_size])
     return header.get("__metadata__", {})
+
+
+def foreign_options(name: str) -> dict[str, Any]:
+    """Options for a state dict from torchvision: its ``v1.5`` bottleneck where there is one."""
+    info = model_info(name)
+    takes_variant = "variant" in inspect.signature(info.constructor).parameters
+    return {"variant": "v1.5"} if takes_variant and "variant" not in info.options else {}
 
 
 def _is_head(key: str) -> bool:

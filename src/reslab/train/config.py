@@ -8,6 +8,7 @@ Unknown keys and values of the wrong type are errors (:class:`reslab.errors.Resl
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -150,8 +151,8 @@ def coerce(key: str, value: Any) -> Any:
         return None
     try:
         return _coerce_to(base, value)
-    except (TypeError, ValueError):
-        expected = getattr(base, "__name__", str(base))
+    except (TypeError, ValueError, OverflowError):
+        expected = "a finite float" if base is float else getattr(base, "__name__", str(base))
         raise ReslabError(f"config key {key!r} must be {expected}, got {value!r}") from None
 
 
@@ -176,9 +177,9 @@ def _coerce_to(base: Any, value: Any) -> Any:
             raise TypeError
         return int(value)
     if base is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not math.isfinite(number := float(value)):
             raise TypeError
-        return float(value)
+        return number
     if base is str:
         if not isinstance(value, str):
             raise TypeError
@@ -202,7 +203,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ReslabError(f"config file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ReslabError(f"config file {path} is not valid TOML: {exc}") from None
-    data = data.get("train", data)
+    if "train" in data:
+        outside = sorted(set(data) - {"train"})
+        if outside:
+            raise ReslabError(f"config file {path}: keys outside the [train] table "
+                              f"({', '.join(outside)}); put them all under [train] or none")
+        data = data["train"]
     if not isinstance(data, dict):
         raise ReslabError(f"config file {path}: [train] must be a table of config keys")
     return {key: coerce(key, value) for key, value in data.items()}
@@ -273,6 +279,14 @@ def validate(config: TrainConfig) -> None:
                 "monitor"):
         if getattr(config, key) < 0:
             raise ReslabError(f"{key} must not be negative, got {getattr(config, key)}")
+    if any(m < 0 for m in config.milestones):
+        raise ReslabError(f"milestones must not be negative, got {config.milestones}")
+    if not 0 <= config.seed < 2**63:
+        raise ReslabError(f"seed must be in [0, 2**63), got {config.seed}")
+    if config.label_smoothing >= 1:
+        raise ReslabError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.nesterov and config.momentum == 0:
+        raise ReslabError("nesterov needs a momentum above 0 (set --momentum, e.g. 0.9)")
     if config.schedule not in SCHEDULES:
         raise ReslabError(f"unknown schedule {config.schedule!r}; {choices_hint(SCHEDULES)}")
     if config.device.split(":")[0] not in DEVICES:

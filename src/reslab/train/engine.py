@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from reslab.models import create_model, model_info
 from reslab.models.fuse import fold_batchnorm
 from reslab.runtime import bf16_supported, seed_everything, select_device
 from reslab.train.checkpoint import (
+    checkpoint_file,
+    foreign_options,
     load_trainer_state,
     load_weights_into,
     read_weights,
@@ -109,7 +111,8 @@ def train(
 
 def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The configuration a resume of ``run_dir`` runs with: the saved one, with only the keys
-    that do not change the training (device, workers, out, dist_timeout) taken from ``overrides``.
+    that do not change the training (device, workers, out, dist_timeout, and data_dir: the same
+    files moved, or on another node) taken from ``overrides``.
 
     Raises:
         ReslabError: Not a run folder, or ``overrides`` change the global batch or any other
@@ -124,7 +127,7 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
             f"{run_dir} was trained with global batch {saved['batch_size']}, not {batch}: its data "
             "position and schedule count those batches (any rank count dividing it can resume); "
             f"start a new run with --init {run_dir / 'last.safetensors'} to change it")
-    placement = ("device", "workers", "out", "dist_timeout")
+    placement = ("device", "workers", "out", "dist_timeout", "data_dir")
     refused = sorted(k for k, v in overrides.items() if k not in (*placement, "batch_size")
                      and coerce(k, v) != saved.get(k))
     if refused:
@@ -154,6 +157,14 @@ class Trainer:
         self.is_main = self.rank == 0
         self.device = self.world.device
         self.config = cfg = device_defaults(cfg, self.device)  # channels-last on CUDA
+        self.init_state: dict[str, torch.Tensor] | None = None
+        if cfg.init and not resume:  # read first: the checkpoint may fix the bottleneck variant
+            self.init_file = checkpoint_file(cfg.init)
+            self.init_state, meta = read_weights(self.init_file)
+            variant = (meta.get("model_options", {}) if meta
+                       else foreign_options(cfg.model)).get("variant")  # torchvision: v1.5
+            if cfg.variant is None and variant is not None:
+                self.config = cfg = replace(cfg, variant=variant)
         self.amp = cfg.amp and bf16_supported(self.device)
         seed_everything(cfg.seed + self.rank, deterministic=cfg.deterministic)
         self.show_progress = self.is_main and (sys.stderr.isatty() if progress is None
@@ -185,8 +196,8 @@ class Trainer:
         self.model = create_model(cfg.model, num_classes=len(self.inputs.classes),
                                   in_channels=self.inputs.in_channels, **model_options)
         check_model_runs(self.model, self.inputs.in_channels, self.inputs.input_size)
-        if cfg.init and not resume:
-            self._init_from(cfg.init)
+        if self.init_state is not None:
+            self._init_from(self.init_file, self.init_state)
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -226,12 +237,12 @@ class Trainer:
         scale = 1 if self.config.epochs is None else self.iters_per_epoch
         return [round(p * scale) for p in points]
 
-    def _init_from(self, path: str) -> None:
-        state, _ = read_weights(path)
-        missing, unexpected = load_weights_into(self.model, state, source=path,
+    def _init_from(self, path: Path, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = load_weights_into(self.model, state, source=str(path),
                                                 allow_new_head=True)
         if self.is_main:
-            print(f"init from {path}: missing keys {missing or 'none'}; "
+            variant = f" (variant {self.config.variant})" if self.config.variant else ""
+            print(f"init from {path}{variant}: missing keys {missing or 'none'}; "
                   f"unexpected keys {unexpected or 'none'}", file=sys.stderr)
 
     def _load_state(self, path: Path) -> None:
