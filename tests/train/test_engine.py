@@ -177,8 +177,8 @@ def test_lr_ramp_in_epochs(data_dir, tmp_path):
         (["--warmup-error", "0"], "warmup_error must be in (0, 1], got 0.0"),
         (["--plateau-patience", "0"], "plateau_patience must be positive, got 0"),
         (["--model", "lenet5", "--batch-size", "16"], "lenet5 cannot run on a 1x28x28 input"),
-        (["--pad", "1000"], "pad must be between 0 and half the image side (14 for (28, 28) "
-                            "images), got 1000"),
+        (["--pad", "1000"], "pad must be at most the image side (28 for (28, 28) images), "
+                            "got 1000"),
         (["--milestones", "nan"], "config key 'milestones' must be list"),
     ],
 )

@@ -83,10 +83,11 @@ class TensorLoader(EpochPosition):
             raise ReslabError(
                 f"batch size {batch_size} does not divide by world size {world_size}"
             )
-        side = min(images.shape[-2:])
-        if not 0 <= pad <= side // 2:
-            raise ReslabError(f"pad must be between 0 and half the image side ({side // 2} for "
-                              f"{tuple(images.shape[-2:])} images), got {pad}")
+        if pad < 0:
+            raise ReslabError(f"pad must be >= 0, got {pad}")
+        if train and pad > min(images.shape[-2:]):  # crops would be all padding
+            raise ReslabError(f"pad must be at most the image side ({min(images.shape[-2:])} "
+                              f"for {tuple(images.shape[-2:])} images), got {pad}")
         if train and len(images) < batch_size:
             raise ReslabError(
                 f"{len(images)} training samples, fewer than one batch of {batch_size}"
