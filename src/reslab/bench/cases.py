@@ -35,7 +35,7 @@ from reslab.data import TensorLoader, per_pixel_mean
 from reslab.models import create_model, model_info
 from reslab.models.fuse import fold_batchnorm
 from reslab.train.inputs import endless
-from reslab.train.step import TrainStep
+from reslab.train.step import CHANNELS_LAST_DEVICES, TrainStep
 
 SGD_OPTIONS = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}  # Sec. 3.4 / 4.2
 SGD_KERNELS = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True}}
@@ -148,11 +148,13 @@ class Case:
 
 
 def fast_paths(device: torch.device, *, compile: bool) -> dict[str, bool]:
-    """Our training switches on ``device``: bf16, channels-last and CUDA graphs on CUDA (the
-    graphs give way to ``compile``); on the CPU fused SGD alone (bf16 and channels-last were
-    slower there, see docs/PERFORMANCE.md)."""
+    """Our training switches on ``device``: channels-last everywhere (the training default on
+    CUDA and the CPU, see :func:`reslab.train.step.device_defaults`), bf16 and CUDA graphs on
+    CUDA (the graphs give way to ``compile``); no bf16 on the CPU (ten times slower on one
+    without bf16 instructions, see docs/PERFORMANCE.md)."""
     gpu = device.type == "cuda"
-    return {"amp": gpu, "channels_last": gpu, "compile_step": compile,
+    return {"amp": gpu, "channels_last": device.type in CHANNELS_LAST_DEVICES,
+            "compile_step": compile,
             "cuda_graphs": gpu and not compile}
 
 

@@ -84,7 +84,7 @@ class TrainConfig:
     # System.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     amp: bool = _opt(False, "bf16 autocast where supported")
-    channels_last: bool | None = _opt(None, "channels-last memory format (default: on for CUDA)")
+    channels_last: bool | None = _opt(None, "channels-last memory format (default: on for CUDA and the CPU)")
     compile: bool = _opt(False, "torch.compile the model")
     compile_step: bool = _opt(False, "torch.compile the whole step: forward, backward and SGD")
     cuda_graphs: bool = _opt(False, "replay each step as one CUDA graph (one GPU, fixed shapes)")

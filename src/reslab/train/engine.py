@@ -157,10 +157,10 @@ class Trainer:
         self.is_main = self.rank == 0
         self.device = self.world.device
         self.config = cfg = device_defaults(cfg, self.device)  # channels-last on CUDA
-        self.init_state: dict[str, torch.Tensor] | None = None
+        init_file, init_state = None, None
         if cfg.init and not resume:  # read first: the checkpoint may fix the bottleneck variant
-            self.init_file = checkpoint_file(cfg.init)
-            self.init_state, meta = read_weights(self.init_file)
+            init_file = checkpoint_file(cfg.init)
+            init_state, meta = read_weights(init_file)
             variant = (meta.get("model_options", {}) if meta
                        else foreign_options(cfg.model)).get("variant")  # torchvision: v1.5
             if cfg.variant is None and variant is not None:
@@ -196,8 +196,8 @@ class Trainer:
         self.model = create_model(cfg.model, num_classes=len(self.inputs.classes),
                                   in_channels=self.inputs.in_channels, **model_options)
         check_model_runs(self.model, self.inputs.in_channels, self.inputs.input_size)
-        if self.init_state is not None:
-            self._init_from(self.init_file, self.init_state)
+        if init_state is not None:
+            self._init_from(init_file, init_state)
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
