@@ -11,7 +11,8 @@
 #     run(command="benchmarks/gpu_session.sh resnet20",  carry=["data/fashion-mnist"])  # target < 3 min
 #     run(command="benchmarks/gpu_session.sh resnet110", carry=["data/fashion-mnist"])  # target < 12 min
 # `resnet110` may outlast one call: it then runs on in its own process session and
-# `benchmarks/gpu_session.sh wait resnet110` (a later call, same machine) collects it.
+# `benchmarks/gpu_session.sh wait resnet110` collects it. Make that call at once: a machine
+# left idle goes back within a minute, and the run with it.
 # Any CIFAR depth works as a step name (resnet56: the #6 goal of 95% test accuracy).
 #
 # What comes back in $OUT (at most 8 files a call): the step's log, the run's metrics.csv,
@@ -40,8 +41,13 @@ torchvision.__version__, "cuda", torch.version.cuda)'
 # bf16 autocast and CUDA graphs. Runs detached so that it survives the call's end.
 train() {
     local net=$1 folder=$runs/$1
-    rm -rf "$folder"
+    if running "$net"; then
+        echo "$net is already training on this machine; collect it with: $0 wait $net" >&2
+        exit 1
+    fi
+    rm -rf "$folder" "$runs/$net".{log,rc,wall_s,pid}  # nothing of an earlier run is collected
     setsid bash -c "
+        echo \$\$ > $runs/$net.pid
         start=\$(date +%s%N)
         $py -m reslab train --model $net --data fashion-mnist --data-dir $data --device $device \
             --amp --cuda-graphs --no-progress --out $folder $extra > $runs/$net.log 2>&1
@@ -49,23 +55,43 @@ train() {
         awk -v ns=\$((\$(date +%s%N) - start)) 'BEGIN { printf \"%.1f\\n\", ns / 1e9 }' > $runs/$net.wall_s.part
         mv $runs/$net.wall_s.part $runs/$net.wall_s
     " < /dev/null > /dev/null 2>&1 &
+    for _ in $(seq 100); do [ -f "$runs/$net.pid" ] && break; sleep 0.1; done
     collect "$net"
+}
+
+# Whether the detached run of $1 is still going.
+running() {
+    [ -f "$runs/$1.pid" ] && kill -0 "$(cat "$runs/$1.pid")" 2>/dev/null
 }
 
 # Wait (up to 9 minutes of this call) for a detached run, then copy its results to $out.
 collect() {
     local net=$1 folder=$runs/$1 waited=0
-    while [ ! -f "$runs/$net.wall_s" ] && [ "$waited" -lt 540 ]; do sleep 5; waited=$((waited + 5)); done
+    if [ ! -f "$runs/$net.pid" ]; then
+        echo "no run of $net on this machine (a machine left idle is given back within a" \
+             "minute, and its runs with it); start one with: $0 $net" >&2
+        exit 1
+    fi
+    while running "$net" && [ ! -f "$runs/$net.wall_s" ] && [ "$waited" -lt 540 ]; do
+        sleep 5; waited=$((waited + 5))
+    done
     cp "$runs/$net.log" "$out/$net.log" 2>/dev/null || true
     if [ ! -f "$runs/$net.wall_s" ]; then
-        echo "$net still training after this call; run: $0 wait $net"
-        tail -n 3 "$runs/$net.log" || true
+        if running "$net"; then
+            echo "$net still training after this call; run at once: $0 wait $net"
+        else
+            echo "$net stopped without finishing; see $net.log"
+        fi
+        tail -n 3 "$runs/$net.log" 2>/dev/null || true
         return 0
     fi
-    for f in metrics.csv run.json config.toml; do cp "$folder/$f" "$out/${net}_$f"; done
-    cp "$runs/$net.wall_s" "$out/${net}_wall_s.txt"
     echo "$net: exit status $(cat "$runs/$net.rc"), end to end $(cat "$runs/$net.wall_s") s"
     tail -n 5 "$runs/$net.log"
+    cp "$runs/$net.wall_s" "$out/${net}_wall_s.txt"
+    for f in metrics.csv run.json config.toml; do
+        if [ -f "$folder/$f" ]; then cp "$folder/$f" "$out/${net}_$f"; fi
+    done
+    return 0
 }
 
 case $step in

@@ -51,10 +51,10 @@ def test_precedence_preset_then_toml_then_flags(tmp_path):
         ("amp", "maybe", "must be bool"),
         ("model", 3, "must be str"),
         ("lrr", "1", "unknown config key 'lrr'"),
-        ("milestones", "a,b", "must be list"),
+        ("milestones", "a,b", "must be a list of finite floats"),
         ("lr", "nan", "config key 'lr' must be a finite float, got 'nan'"),
         ("lr", float("inf"), "must be a finite float"),
-        ("milestones", "1,inf", "must be list"),
+        ("milestones", "1,inf", "must be a list of finite floats"),
     ],
 )
 def test_wrong_types_and_keys(key, value, message):

@@ -102,6 +102,11 @@ def test_init_from_checkpoint_replaces_head(data_dir, tmp_path, capsys):
                   out=str(tmp_path / "ft3"), init=str(tmp_path / "ft"), progress=False)
     assert again.finished
     assert f"init from {tmp_path / 'ft' / 'best.safetensors'}:" in capsys.readouterr().err
+    # and a torch.save file of any name is read as a .pth (e.g. pytorch_model.bin)
+    shutil.copy(tmp_path / "foreign.pth", tmp_path / "pytorch_model.bin")
+    assert train(**dict(TINY, iters=1, eval_every=1), data_dir=str(data_dir),
+                 out=str(tmp_path / "ft4"), init=str(tmp_path / "pytorch_model.bin"),
+                 progress=False).finished
 
 
 def test_init_from_torchvision_bottleneck_net_builds_its_v15_layout(tmp_path, capsys):
@@ -118,6 +123,9 @@ def test_init_from_torchvision_bottleneck_net_builds_its_v15_layout(tmp_path, ca
     assert 'variant = "v1.5"' in (out / "config.toml").read_text()
     _, meta = read_weights(out / "last.safetensors")
     assert meta["model_options"]["variant"] == "v1.5"
+    # another architecture's checkpoint lends no options: it is refused for its weights
+    with pytest.raises(reslab.ReslabError, match="does not fit this architecture"):
+        train(**{**common, "model": "resnet8"}, out=str(tmp_path / "other"), init=str(out))
 
 
 @pytest.mark.parametrize("other", ["resnet14", "lenet5"])
@@ -177,9 +185,9 @@ def test_lr_ramp_in_epochs(data_dir, tmp_path):
         (["--warmup-error", "0"], "warmup_error must be in (0, 1], got 0.0"),
         (["--plateau-patience", "0"], "plateau_patience must be positive, got 0"),
         (["--model", "lenet5", "--batch-size", "16"], "lenet5 cannot run on a 1x28x28 input"),
-        (["--pad", "1000"], "pad must be at most the image side (28 for (28, 28) images), "
-                            "got 1000"),
-        (["--milestones", "nan"], "config key 'milestones' must be list"),
+        (["--pad", "28"], "pad must be less than the image side (28 for (28, 28) images), "
+                          "got 28"),
+        (["--milestones", "nan"], "config key 'milestones' must be a list of finite floats"),
     ],
 )
 def test_cli_bad_input(argv, message, data_dir, tmp_path, capsys):

@@ -85,8 +85,8 @@ class TensorLoader(EpochPosition):
             )
         if pad < 0:
             raise ReslabError(f"pad must be >= 0, got {pad}")
-        if train and pad > min(images.shape[-2:]):  # crops would be all padding
-            raise ReslabError(f"pad must be at most the image side ({min(images.shape[-2:])} "
+        if train and pad >= min(images.shape[-2:]):  # a corner crop would be all padding
+            raise ReslabError(f"pad must be less than the image side ({min(images.shape[-2:])} "
                               f"for {tuple(images.shape[-2:])} images), got {pad}")
         if train and len(images) < batch_size:
             raise ReslabError(

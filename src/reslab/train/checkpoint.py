@@ -204,5 +204,6 @@ def _torch_load(source: str | Path | io.BytesIO, failure: str) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        first_line = next(iter(str(exc).splitlines()), "")
+        reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
         raise ReslabError(f"{failure} ({reason})") from None

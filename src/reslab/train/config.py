@@ -152,7 +152,8 @@ def coerce(key: str, value: Any) -> Any:
     try:
         return _coerce_to(base, value)
     except (TypeError, ValueError, OverflowError):
-        expected = "a finite float" if base is float else getattr(base, "__name__", str(base))
+        expected = {float: "a finite float", list[float]: "a list of finite floats"}.get(
+            base, getattr(base, "__name__", str(base)))
         raise ReslabError(f"config key {key!r} must be {expected}, got {value!r}") from None
 
 

@@ -156,13 +156,13 @@ class Trainer:
         self.rank, self.world_size = self.world.rank, self.world.world_size
         self.is_main = self.rank == 0
         self.device = self.world.device
-        self.config = cfg = device_defaults(cfg, self.device)  # channels-last on CUDA
+        self.config = cfg = device_defaults(cfg, self.device)  # channels-last on CUDA and CPU
         init_file, init_state = None, None
         if cfg.init and not resume:  # read first: the checkpoint may fix the bottleneck variant
-            init_file = checkpoint_file(cfg.init)
+            init_file = checkpoint_file(cfg.init) if Path(cfg.init).is_dir() else Path(cfg.init)
             init_state, meta = read_weights(init_file)
-            variant = (meta.get("model_options", {}) if meta
-                       else foreign_options(cfg.model)).get("variant")  # torchvision: v1.5
+            own = meta.get("model_options", {}) if meta.get("model") == cfg.model else {}
+            variant = (own if meta else foreign_options(cfg.model)).get("variant")  # tv: v1.5
             if cfg.variant is None and variant is not None:
                 self.config = cfg = replace(cfg, variant=variant)
         self.amp = cfg.amp and bf16_supported(self.device)

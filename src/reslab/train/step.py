@@ -15,7 +15,7 @@ with momentum and weight decay. The switches change how it runs, not what it com
   host synchronisation).
 
 Fused SGD itself is the optimizer's switch (``TrainConfig.fused_sgd``), channels-last the
-model's and the loader's (``TrainConfig.channels_last``, on by default on CUDA:
+model's and the loader's (``TrainConfig.channels_last``, on by default on CUDA and the CPU:
 :func:`device_defaults`).
 
 The learning rate is passed to every call. With ``compile_step`` or ``cuda_graphs`` it lives in
