@@ -47,7 +47,7 @@ from reslab.models import create_model, model_info
 from reslab.runtime import select_device
 from reslab.train.checkpoint import (
     checkpoint_file,
-    foreign_options,
+    checkpoint_options,
     load_weights_into,
     read_weights,
 )
@@ -379,9 +379,7 @@ def load(
             f"{file} has no reslab metadata (a torchvision-style state dict?); name its "
             "architecture, e.g. model='resnet50' (--model resnet50 on the command line)"
         )
-    own = name == meta.get("model")
-    model_options = {**(meta.get("model_options", {}) if own else foreign_options(name)),
-                     **(options or {})}
+    model_options = {**checkpoint_options(name, meta), **(options or {})}
     if "num_classes" in meta and "in_channels" in meta:
         num_classes, in_channels = meta["num_classes"], meta["in_channels"]
     else:

@@ -113,8 +113,17 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     return header.get("__metadata__", {})
 
 
-def foreign_options(name: str) -> dict[str, Any]:
-    """Options for a state dict from torchvision: its ``v1.5`` bottleneck where there is one."""
+def checkpoint_options(name: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The model options to build ``name`` with so that a checkpoint's weights fit: the ones it
+    recorded when it was saved for ``name``; else (a torchvision-style state dict, or one saved
+    for another model) torchvision's ``v1.5`` bottleneck, where ``name`` has one.
+
+    Args:
+        name: The architecture to build.
+        meta: The checkpoint's reslab metadata (:func:`read_weights`; empty for foreign files).
+    """
+    if meta.get("model") == name:
+        return dict(meta.get("model_options", {}))
     info = model_info(name)
     takes_variant = "variant" in inspect.signature(info.constructor).parameters
     return {"variant": "v1.5"} if takes_variant and "variant" not in info.options else {}

@@ -31,7 +31,7 @@ from reslab.models.fuse import fold_batchnorm
 from reslab.runtime import bf16_supported, seed_everything, select_device
 from reslab.train.checkpoint import (
     checkpoint_file,
-    foreign_options,
+    checkpoint_options,
     load_trainer_state,
     load_weights_into,
     read_weights,
@@ -161,8 +161,7 @@ class Trainer:
         if cfg.init and not resume:  # read first: the checkpoint may fix the bottleneck variant
             init_file = checkpoint_file(cfg.init) if Path(cfg.init).is_dir() else Path(cfg.init)
             init_state, meta = read_weights(init_file)
-            own = meta.get("model_options", {}) if meta.get("model") == cfg.model else {}
-            variant = (own if meta else foreign_options(cfg.model)).get("variant")  # tv: v1.5
+            variant = checkpoint_options(cfg.model, meta).get("variant")  # torchvision: v1.5
             if cfg.variant is None and variant is not None:
                 self.config = cfg = replace(cfg, variant=variant)
         self.amp = cfg.amp and bf16_supported(self.device)
