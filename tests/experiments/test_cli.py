@@ -2,9 +2,10 @@
 line, exit status 2)."""
 
 import json
-import os
 import shutil
-import time
+import socket
+import subprocess
+import sys
 
 import PIL.Image
 import pytest
@@ -65,9 +66,17 @@ def test_layer_responses_refuses_mixed_data_and_active_runs(degradation_dir, tmp
     shutil.copytree(degradation_dir / "runs" / "plain8", active)
     provenance = json.loads((active / "run.json").read_text())
     (active / "run.json").write_text(json.dumps({**provenance, "total_iters": 400}))
-    os.utime(active / "metrics.csv", (time.time(), time.time()))
-    assert main(["experiment", "layer-responses", str(active), "--out", str(tmp_path / "lr")]) == 2
-    assert "still being written" in one_error_line(capsys)
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a live training process recorded as the folder's writer
+        (active / "writer.json").write_text(json.dumps({"host": socket.gethostname(),
+                                                        "pid": writer.pid}))
+        assert main(["experiment", "layer-responses", str(active),
+                     "--out", str(tmp_path / "lr")]) == 2
+        assert (f"still being written (iteration 4 of 400, by process {writer.pid} on "
+                f"{socket.gethostname()})") in one_error_line(capsys)
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_experiment_folder_refuses_another_recipe(degradation_dir, tiny_data, capsys):

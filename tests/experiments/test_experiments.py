@@ -5,10 +5,13 @@ import csv
 import json
 import os
 import re
+import signal
 import statistics
+import sys
 import time
 
 import pytest
+import torch
 
 from reslab.errors import ReslabError
 from reslab.experiments import degradation, depth_table, layer_responses, shortcuts
@@ -102,15 +105,44 @@ def test_rerun_skips_finished_and_resumes_stopped(degradation_dir, tiny_data, tm
               "data_dir": str(tiny_data), "device": "cpu"}
     folder = tmp_path / "stopped"
     train(config, out=str(folder), stop_after=1, progress=False)
-    old = time.time() - 3600
-    for name in ("metrics.csv", "trainer_state.pt"):
-        os.utime(folder / name, (old, old))  # a stopped run, not one being written
-    assert not run_state(folder).finished and not run_state(folder).active
+    assert not run_state(folder).finished and not run_state(folder).active  # resumable at once
     assert json.loads((folder / "run.json").read_text())["total_iters"] == run_state(folder).total
     ensure_run(folder, config, progress=False)
     assert run_state(folder).finished
     assert [int(r["iteration"]) for r in read_metrics(folder / "metrics.csv")
             if r["train_error"]] == [1, 2, 4]
+
+
+def test_interrupted_experiment_stops_and_resumes_at_once(tiny_data, tmp_path, monkeypatch):
+    """Ctrl-C in a sub-run: it checkpoints, the experiment stops (no further sub-run, no
+    report), and the same command run straight away resumes it and finishes."""
+    engine = sys.modules["reslab.train.engine"]
+    calls = []
+
+    class InterruptedStep(engine.TrainStep):
+        def __call__(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C during the third step
+            return super().__call__(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "TrainStep", InterruptedStep)
+    setup = tiny_setup(tmp_path / "exp", tiny_data)
+    with pytest.raises(KeyboardInterrupt):
+        degradation.run_degradation(setup, depths=[8])
+    runs = tmp_path / "exp" / "runs"
+    assert [p.name for p in runs.iterdir()] == ["plain8"]  # the experiment stopped there
+    state = run_state(runs / "plain8")  # logged up to iteration 2, checkpointed after 3
+    assert (state.iteration, state.finished, state.active, state.resumable) == (2, False, False,
+                                                                                True)
+    assert torch.load(runs / "plain8" / "trainer_state.pt", weights_only=True)["iteration"] == 3
+    assert not (tmp_path / "exp" / "report.md").exists()
+    monkeypatch.undo()
+    degradation.run_degradation(setup, depths=[8])  # at once: nothing to wait for
+    assert run_state(runs / "plain8").finished and run_state(runs / "resnet8").finished
+    assert [int(r["iteration"]) for r in read_metrics(runs / "plain8" / "metrics.csv")
+            if r["train_error"]] == [2, 4]
+    assert (tmp_path / "exp" / "report.md").is_file()
 
 
 def test_run_length_in_epochs_comes_from_the_run(tmp_path):

@@ -3,7 +3,12 @@ fine-tuning init, precise BN and bad input."""
 
 import csv
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -14,6 +19,7 @@ from reslab.cli import main
 from reslab.train.checkpoint import read_weights
 from reslab.train.config import TrainConfig, resolve
 from reslab.train.engine import Trainer, train
+from reslab.train.rundir import QUIET_SECONDS, live_writer
 from tests.data.formats import write_cifar10
 from tests.data_fixtures import write_tiny_fashion_mnist
 
@@ -51,6 +57,7 @@ def test_run_folder_contents(data_dir, tmp_path):
     _, meta = read_weights(out / "last.safetensors")
     assert meta["model"] == "resnet8" and meta["in_channels"] == 1 and len(meta["classes"]) == 10
     assert len(meta["preprocess"]["mean"]) == 28 * 28
+    assert not (out / "writer.json").exists()  # handed back when the run ended
     with pytest.raises(reslab.ReslabError, match="already holds a run; continue it with --resume"):
         train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
 
@@ -77,6 +84,50 @@ def test_resume_is_exact(data_dir, tmp_path):
         assert torch.equal(a[key], b[key]), key
     rows = list(csv.DictReader(open(resumed.run_dir / "metrics.csv")))
     assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 3, 4, 6, 8]
+
+
+def write_writer(folder, host, pid):
+    (folder / "writer.json").write_text(json.dumps({"host": host, "pid": pid}))
+
+
+def test_a_folder_has_one_writer(data_dir, tmp_path, capsys):
+    """writer.json names the process writing a run folder: a second process is refused while
+    it lives; a file left by a killed process, or by another host gone quiet, is ignored."""
+    common = dict(TINY, data_dir=str(data_dir), progress=False)
+    folder = train(**common, out=str(tmp_path / "run"), stop_after=2).run_dir
+    assert not (folder / "writer.json").exists() and live_writer(folder) is None
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_writer(folder, socket.gethostname(), sleeper.pid)
+        assert live_writer(folder) == {"host": socket.gethostname(), "pid": sleeper.pid}
+        assert main(["train", "--resume", str(folder), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"reslab: error: run folder {folder} is being written by process "
+                       f"{sleeper.pid} on {socket.gethostname()}; wait for it to finish or "
+                       "stop it\n")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert live_writer(folder) is None  # its pid is gone
+    write_writer(folder, "another-host", 12345)
+    assert live_writer(folder) is not None  # just written: the other host may be running
+    assert live_writer(folder, now=time.time() + QUIET_SECONDS + 1) is None
+    stale = time.time() - QUIET_SECONDS - 1
+    for name in ("writer.json", "metrics.csv", "trainer_state.pt"):
+        os.utime(folder / name, (stale, stale))
+    resumed = train(resume=folder, progress=False)  # the stale file is replaced, then removed
+    assert resumed.finished and not (folder / "writer.json").exists()
+
+
+def test_failed_set_up_hands_the_folder_back(data_dir, tmp_path, monkeypatch):
+    def broken_monitor(*args, **kwargs):
+        raise RuntimeError("monitor failed")
+
+    monkeypatch.setattr(sys.modules["reslab.train.engine"], "Monitor", broken_monitor)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="monitor failed"):
+        train(**TINY, monitor=2, data_dir=str(data_dir), out=str(out), progress=False)
+    assert (out / "config.toml").is_file() and not (out / "writer.json").exists()
 
 
 def test_init_from_checkpoint_replaces_head(data_dir, tmp_path, capsys):

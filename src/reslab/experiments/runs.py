@@ -2,22 +2,22 @@
 unfinished and skipped when finished, and recognised as *active* while another process writes.
 
 A run folder is **finished** when its ``metrics.csv`` has a row at the run's last iteration (the
-engine logs it together with the final evaluation). It is **active** (still being written) when
-it is unfinished and its ``metrics.csv`` or ``trainer_state.pt`` changed less than
-:data:`ACTIVE_SECONDS` ago: the engine logs every ``log_every`` iterations, so a live run keeps
-touching them, while a stopped or crashed run goes quiet. Active folders are refused, so that two
-processes never write one folder and no report reads a half-trained model.
+engine logs it together with the final evaluation). It is **active** (still being written) while
+the training process that writes it lives: the engine records itself in ``writer.json`` and
+removes it when it ends, also on Ctrl-C (see :func:`reslab.train.rundir.live_writer`). Active
+folders are refused, so that two processes never write one folder and no report reads a
+half-trained model; a stopped or crashed run can be resumed at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import time
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reslab.data import dataset_info
 from reslab.errors import ReslabError
@@ -25,9 +25,10 @@ from reslab.experiments.report import Report, recipe_text
 from reslab.io import atomic_write
 from reslab.models.resnet import check_cifar_depth
 from reslab.train.config import read_toml, resolve
-from reslab.train.rundir import read_metrics
+from reslab.train.rundir import live_writer, read_metrics
 
-ACTIVE_SECONDS = 120.0
+if TYPE_CHECKING:
+    from reslab.train.engine import RunResult
 
 # The small version of every experiment (``--quick``): a few hundred iterations of batch 32 on
 # the usual training split, the test error at the middle and the end, no validation pass.
@@ -47,7 +48,7 @@ class RunState:
         iteration: Last iteration logged in metrics.csv (0 when none).
         total: The run's last iteration (from config.toml).
         finished: ``iteration >= total``.
-        active: Unfinished and written to within :data:`ACTIVE_SECONDS`.
+        active: A live process writes it (:func:`reslab.train.rundir.live_writer`).
         resumable: A trainer state exists to continue from.
     """
 
@@ -64,7 +65,7 @@ def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
 
     Args:
         folder: A run folder (config.toml, metrics.csv, ...).
-        now: The current time (``time.time()`` when None).
+        now: The current time (``time.time()`` when None), for writers on other hosts.
 
     Returns:
         Its :class:`RunState`.
@@ -79,12 +80,8 @@ def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
     rows = read_metrics(folder / "metrics.csv")
     iteration = max((int(r["iteration"]) for r in rows), default=0)
     total = _total_iterations(folder, config)
-    finished = iteration >= total
-    stamps = [p.stat().st_mtime for p in (folder / "metrics.csv", folder / "trainer_state.pt")
-              if p.exists()]
-    now = time.time() if now is None else now
-    active = not finished and any(now - t < ACTIVE_SECONDS for t in stamps)
-    return RunState(folder, iteration, total, finished, active,
+    return RunState(folder, iteration, total, iteration >= total,
+                    live_writer(folder, now=now) is not None,
                     (folder / "trainer_state.pt").is_file())
 
 
@@ -106,9 +103,11 @@ def check_idle(state: RunState) -> None:
         ReslabError: ``state.active``.
     """
     if state.active:
+        writer = live_writer(state.folder) or {}
         raise ReslabError(
             f"run folder {state.folder} is still being written (iteration {state.iteration} of "
-            f"{state.total}, changed in the last {ACTIVE_SECONDS:.0f} s); wait for it to finish"
+            f"{state.total}, by process {writer.get('pid', '?')} on {writer.get('host', '?')}); "
+            "wait for it to finish"
         )
 
 
@@ -191,6 +190,8 @@ def ensure_run(folder: Path, config: dict[str, Any], *, progress: bool | None = 
 
     Raises:
         ReslabError: Another process is still writing ``folder``.
+        KeyboardInterrupt: The training stopped early (Ctrl-C, SIGTERM), with a checkpoint: the
+            experiment stops too, and running it again resumes here.
     """
     from reslab.train.engine import train
 
@@ -200,13 +201,21 @@ def ensure_run(folder: Path, config: dict[str, Any], *, progress: bool | None = 
         if state.finished:
             return folder
         if state.resumable:
-            train(resume=folder, progress=progress, device=config.get("device", "auto"))
-            return folder
+            result = train(resume=folder, progress=progress, device=config.get("device", "auto"))
+            return _check_finished(folder, result)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Nothing to resume from: start afresh (metrics of a run killed before its first
     # checkpoint would otherwise be appended to).
     (folder / "metrics.csv").unlink(missing_ok=True)
-    train({**config, "out": str(folder)}, progress=progress)
+    result = train({**config, "out": str(folder)}, progress=progress)
+    return _check_finished(folder, result)
+
+
+def _check_finished(folder: Path, result: RunResult) -> Path:
+    if not result.finished:
+        print(f"reslab: {folder} stopped at iteration {result.iteration}; run the same command again "
+              "to resume it", file=sys.stderr)
+        raise KeyboardInterrupt
     return folder
 
 

@@ -221,12 +221,13 @@ class Trainer:
             self._load_state(out / "trainer_state.pt")
         self.run_dir = RunDir(out, enabled=self.is_main,
                               resume_iteration=self.iteration if resume else None)
-        self.run_dir.write_config(cfg.to_dict(), device=str(self.device),
-                                  total_iters=self.total_iters)
-        self.monitor = None  # the course's training monitors (reslab.analysis.monitor)
-        if cfg.monitor > 0 and self.is_main:
-            self.monitor = Monitor(self.model, every=cfg.monitor, csv_path=out / "monitor.csv",
-                                   run_dir=self.run_dir, start=self.iteration)
+        with _release_on_error(self.run_dir):
+            self.run_dir.write_config(cfg.to_dict(), device=str(self.device),
+                                      total_iters=self.total_iters)
+            self.monitor = None  # the course's training monitors (reslab.analysis.monitor)
+            if cfg.monitor > 0 and self.is_main:
+                self.monitor = Monitor(self.model, every=cfg.monitor, run_dir=self.run_dir,
+                                       csv_path=out / "monitor.csv", start=self.iteration)
 
     # -- set-up helpers ------------------------------------------------------------------------
 
@@ -289,7 +290,9 @@ class Trainer:
                    desc=f"{cfg.model} on {cfg.data}", unit="it", dynamic_ncols=True)
         batches = endless(loader)
         tic = time.perf_counter()
-        with _stop_requests(distributed=self.world_size > 1, announce=self.is_main) as stop:
+        # The run folder is handed back (writer.json removed) however the loop ends.
+        with self.run_dir, _stop_requests(distributed=self.world_size > 1,
+                                          announce=self.is_main) as stop:
             while self.iteration < end and not stop.requested:
                 images, labels = next(batches)  # (B, C, H, W) float on device, (B,) int64
                 lr = self.schedule.lr(self.iteration)
@@ -319,7 +322,6 @@ class Trainer:
             if self.iteration % cfg.eval_every and self.iteration < self.total_iters:
                 self._checkpoint()  # stopped early: keep everything done so far
         bar.close()
-        self.run_dir.close()
         test = self.last_eval.get("test")
         val = self.last_eval.get("val")
         return RunResult(
@@ -391,6 +393,17 @@ class Trainer:
             "best_val_error": self.best_val_error,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         })
+
+
+@contextmanager
+def _release_on_error(run_dir: RunDir):
+    """Hand the run folder back when setting up the run fails (the loop's ``with`` does it
+    once it runs), so that a Python session that caught the error does not keep it."""
+    try:
+        yield
+    except BaseException:
+        run_dir.close()
+        raise
 
 
 class _StopFlag:
