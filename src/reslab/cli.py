@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from reslab.errors import ReslabError
+from reslab.errors import ReslabError, user_message
 
 # Sub-command modules, in the order `reslab --help` lists them.
 COMMAND_MODULES = (
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ReslabError as exc:
-        sys.stderr.write(f"reslab: error: {exc}\n")
+        sys.stderr.write(f"reslab: error: {user_message(exc)}\n")
         return EXIT_USAGE
     except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
             PermissionError) as exc:

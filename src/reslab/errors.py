@@ -16,6 +16,22 @@ class ReslabError(ValueError):
     """A problem caused by the user's input, reported without a traceback."""
 
 
+def user_message(error: ReslabError) -> str:
+    """The message of a :class:`ReslabError`, without the traceback that torch's DataLoader
+    puts in front of it when a worker process raised it (a damaged image in a folder data set).
+
+    Args:
+        error: The error as caught.
+
+    Returns:
+        One line for ``reslab: error: ...``.
+    """
+    text = str(error)
+    if "Original Traceback" in text:  # torch's ExceptionWrapper: "... ReslabError: <message>"
+        text = text.rsplit(f"{type(error).__name__}: ", 1)[-1]
+    return " ".join(text.split())
+
+
 def choices_hint(choices: Iterable[str], limit: int = 40) -> str:
     """Format valid choices for an error message.
 

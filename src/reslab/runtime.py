@@ -31,7 +31,9 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ReslabError(f"unknown device {name!r}; choose from: auto, cpu, cuda, cuda:N, mps") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ReslabError(f"unknown device {name!r}; choose from: auto, cpu, cuda, cuda:N, mps")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ReslabError(f"device {name!r} requested but CUDA is not available here")

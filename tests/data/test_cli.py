@@ -111,3 +111,13 @@ def test_show_folder_tree_with_the_imagenet_augmentation(tmp_path, capsys):
     assert grid.size == (2 * 228 + 4, 1 * 242 + 4)  # two 224x224 crops, labels underneath
     blue, red = grid.getpixel((4 + 112, 4 + 112)), grid.getpixel((4 + 228 + 112, 4 + 112))
     assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0]  # the mean was added back
+
+
+@pytest.mark.parametrize("mirror, message", [
+    ("http://example.com:abc/", "is not a valid URL (Port could not be cast"),
+    ("https:///data/", "is not a valid URL: it names no host"),
+])
+def test_get_refuses_a_malformed_mirror(mirror, message, tmp_path, capsys):
+    argv = ["data", "get", "mnist", "--data-dir", str(tmp_path / "d"), "--mirror", mirror]
+    assert main(argv) == 2
+    assert message in _error_line(capsys)

@@ -76,6 +76,9 @@ CASES = {
     "classes of another data set": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",
                                      "--data-dir", "{d}"],
                                     "has 3 classes but fashion-mnist has 10"),
+    "device torch knows but reslab does not run on": (
+        ["predict", "{w}/model.safetensors", "{w}/good.png", "--device", "xpu"],
+        "unknown device 'xpu'; choose from: auto, cpu, cuda, cuda:N, mps"),
     "bad topk": (["predict", "{w}/model.safetensors", "{w}/good.png", "--topk", "0"],
                  "--topk must be positive, got 0"),
 }  # fmt: skip
@@ -104,3 +107,18 @@ def test_read_only_output_folder(workspace, tmp_path, capsys):
                  str(locked / "m.onnx")]) == 2
     assert "is read-only" in capsys.readouterr().err
     assert list(locked.iterdir()) == []
+
+
+def test_damaged_image_read_by_a_worker_is_one_line(workspace, tmp_path, capsys):
+    """A DataLoader worker's ReslabError reaches the user without torch's traceback."""
+    for name in ("cat", "dog", "fox"):  # the checkpoint's classes
+        (tmp_path / "test" / name).mkdir(parents=True)
+        Image.new("L", (28, 28), 100).save(tmp_path / "test" / name / "ok.png")
+    (tmp_path / "test" / "cat" / "zz-cut.png").write_bytes(
+        (tmp_path / "test" / "cat" / "ok.png").read_bytes()[:60])
+    assert main(["eval", str(workspace / "model.safetensors"), "--data", "folder",
+                 "--data-dir", str(tmp_path), "--split", "test", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "worker" not in err, err
+    assert re.fullmatch(r"reslab: error: .*zz-cut.png: cannot decode image .*; "
+                        r"`reslab data verify` lists damaged files\n", err), err

@@ -9,6 +9,7 @@ a file with the wrong MD5 is kept aside as ``<name>.bad`` and never extracted. A
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -51,9 +52,16 @@ def check_mirrors(mirrors: tuple[str, ...] | None) -> None:
         ReslabError: The first mirror that is not a URL.
     """
     for base in mirrors or ():
-        if urllib.parse.urlsplit(base).scheme not in URL_SCHEMES:
+        parts = urllib.parse.urlsplit(base)
+        if parts.scheme not in URL_SCHEMES:
             raise ReslabError(f"mirror {base!r} is not a URL: it must start with "
                               + ", ".join(f"{scheme}://" for scheme in URL_SCHEMES))
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError as exc:
+            raise ReslabError(f"mirror {base!r} is not a valid URL ({exc})") from None
+        if parts.scheme != "file" and not parts.hostname:
+            raise ReslabError(f"mirror {base!r} is not a valid URL: it names no host")
 
 
 def md5_file(path: str | os.PathLike) -> str:
@@ -108,7 +116,7 @@ def fetch(resource: Resource, folder: Path, *, mirrors: tuple[str, ...] | None =
         url += resource.filename
         try:
             got = _download(url, partial)
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
             problems.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
             continue
         if got == resource.md5:
