@@ -39,6 +39,15 @@ def one_error_line(capsys):
     (["experiment", "depth-table", "--data", "nope"], "unknown data set"),
     (["experiment", "depth-table", "--data", "fashion-mnist", "--set", "lr=-1"],
      "lr must be positive, got -1.0"),
+    (["experiment", "depth-table", "--data", "fashion-mnist", "--set", "data=cifar10"],
+     "an experiment's recipe cannot set 'data': use --data"),
+    (["experiment", "degradation", "--data", "fashion-mnist", "--set", "shortcut=B"],
+     "cannot set 'shortcut': the shortcuts experiment compares the options"),
+    (["experiment", "depth-table", "--data", "fashion-mnist", "--set", "seed=3"],
+     "cannot set 'seed': use --seed"),
+    (["experiment", "shortcuts", "--data", "fashion-mnist", "--set", "model=resnet56"],
+     "cannot set 'model': the experiment picks the nets"),
+    (["experiment", "depth-table", "--data", "fashion-mnist", "--depths", "8", "21"], "6n+2"),
 ])
 def test_bad_input(argv, message, capsys, tmp_path):
     assert exit_code([*argv] + (["--out", str(tmp_path / "x")] if len(argv) > 2 else [])) == 2

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from reslab.commands.train import config_overrides
+from reslab.errors import ReslabError
 from reslab.train.config import FIELDS, coerce
 
 
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
 def _set_keys(items: list[str] | None) -> dict:
     """The ``--set KEY=VALUE`` config keys, typed (parsed as ``reslab train --set`` does)."""
     given = config_overrides(argparse.Namespace(**dict.fromkeys(FIELDS), set=items))
+    if "seed" in given:  # the depth table counts its seeds up from --seed
+        raise ReslabError("an experiment's recipe cannot set 'seed': use --seed")
     return {key: coerce(key, value) for key, value in given.items()}
 
 

@@ -125,6 +125,15 @@ def check_depths(depths: Iterable[int]) -> list[int]:
     return depths
 
 
+# Config keys an experiment sets itself, so a recipe may not: what to use instead.
+EXPERIMENT_KEYS = {
+    "model": "the experiment picks the nets (--depths, --depth)",
+    "shortcut": "the shortcuts experiment compares the options; the others use the paper's A",
+    "data": "use --data", "data_dir": "use --data-dir", "device": "use --device",
+    "out": "use --out (sub-runs go to OUT/runs/)",
+}
+
+
 def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The training keys every sub-run of an experiment shares.
 
@@ -134,7 +143,14 @@ def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str,
 
     Returns:
         Config keys for :func:`reslab.train.engine.train`.
+
+    Raises:
+        ReslabError: ``overrides`` holds a key the experiment sets (:data:`EXPERIMENT_KEYS`).
     """
+    for key in overrides or {}:
+        if key in EXPERIMENT_KEYS:
+            raise ReslabError(f"an experiment's recipe cannot set {key!r}: "
+                              f"{EXPERIMENT_KEYS[key]}")
     return {**(QUICK_RECIPE if quick else {}), **(overrides or {})}
 
 
