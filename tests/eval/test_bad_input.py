@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from reslab.cli import main
 from tests.checkpoint_fixtures import write_checkpoint
@@ -29,6 +29,7 @@ def workspace(tmp_path_factory):
     Image.new("L", (28, 28), 128).save(root / "good.png")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (root / "file.txt").write_text("a regular file, not a folder")
+    save_file(load_file(good), root / "list-meta.safetensors", metadata={"reslab": "[]"})
     return root
 
 
@@ -50,6 +51,9 @@ CASES = {
     **{f"damaged .pth ({name})": (["predict", f"{{w}}/{name}.pth", "{w}/good.png"],
                                   f"{name}.pth is truncated, corrupt or not a weights-only")
        for name in ("cut", "text", "empty")},
+    "metadata that is not an object": (["predict", "{w}/list-meta.safetensors", "{w}/good.png"],
+                                       "list-meta.safetensors: its reslab metadata is not a JSON "
+                                       "object"),
     "other architecture": (["export", "{w}/resnet20.safetensors", "--model", "resnet32", "-o",
                             "{w}/m.onnx"],
                            r"does not fit this architecture: missing keys \['layer1.3.bn1.bias'"),

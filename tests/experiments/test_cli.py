@@ -123,3 +123,11 @@ def test_show_filters_and_features(degradation_dir, tmp_path, capsys, monkeypatc
     assert main(["show", "filters", str(tmp_path / "missing.safetensors"),
                  "-o", str(tmp_path / "x.png")]) == 2
     assert "does not exist" in one_error_line(capsys)
+
+
+def test_damaged_experiment_json(tmp_path, capsys):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "experiment.json").write_text('{"experiment": "depth-t')  # cut short
+    assert main(["experiment", "depth-table", "--data", "fashion-mnist",
+                 "--out", str(tmp_path / "exp")]) == 2
+    assert "experiment.json is damaged (not a JSON object); delete it" in one_error_line(capsys)

@@ -294,3 +294,16 @@ def test_cli_corrupt_trainer_state(data_dir, tmp_path, capsys):
     (out / "trainer_state.pt").write_bytes(data[: len(data) // 2])
     assert main(["train", "--resume", str(out)]) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_cli_init_with_metadata_that_is_not_an_object(data_dir, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    weights = {k: v.contiguous() for k, v in reslab.create_model("resnet8").state_dict().items()}
+    save_file(weights, tmp_path / "odd.safetensors", metadata={"reslab": "[1, 2]"})
+    assert main(["train", "--data-dir", str(data_dir), "--data", "fashion-mnist",
+                 "--train-split", "train", "--val-split", "test", "--out", str(tmp_path / "r"),
+                 "--init", str(tmp_path / "odd.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"reslab: error: checkpoint {tmp_path / 'odd.safetensors'}: its reslab "
+                   "metadata is not a JSON object\n")

@@ -371,8 +371,6 @@ def load(
     """
     file = checkpoint_file(path)
     state, meta = read_weights(file)
-    if not isinstance(meta, dict):
-        raise ReslabError(f"{file}: its reslab metadata is not a JSON object")
     name = model or meta.get("model")
     if name is None:
         raise ReslabError(

@@ -180,7 +180,12 @@ def claim_folder(out: Path, description: dict[str, Any]) -> None:
     path = out / "experiment.json"
     described = json.loads(json.dumps(description))
     if path.is_file():
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+            previous.get("experiment")
+        except (ValueError, AttributeError):
+            raise ReslabError(f"{path} is damaged (not a JSON object); delete it to run the "
+                              "experiment here again (finished sub-runs are kept)") from None
         changed = [key for key in SHARED_KEYS if previous.get(key) != described.get(key)]
         if changed:
             raise ReslabError(
@@ -229,8 +234,8 @@ def ensure_run(folder: Path, config: dict[str, Any], *, progress: bool | None = 
 
 def _check_finished(folder: Path, result: RunResult) -> Path:
     if not result.finished:
-        print(f"reslab: {folder} stopped at iteration {result.iteration}; run the same command again "
-              "to resume it", file=sys.stderr)
+        print(f"reslab: {folder} stopped at iteration {result.iteration}; run the same command "
+              "again to resume it", file=sys.stderr)
         raise KeyboardInterrupt
     return folder
 

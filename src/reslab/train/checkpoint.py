@@ -82,7 +82,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         wrapper is unwrapped.
 
     Raises:
-        ReslabError: Missing, truncated or corrupt file, or one that is not a state dict.
+        ReslabError: Missing, truncated or corrupt file, one that is not a state dict, or
+            reslab metadata that is not a JSON object.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,6 +96,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             meta = json.loads(header.get("reslab", "{}"))
         except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
             raise ReslabError(f"checkpoint {path} is truncated or corrupt ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ReslabError(f"checkpoint {path}: its reslab metadata is not a JSON object")
     else:
         state = _torch_load(io.BytesIO(data), f"checkpoint {path} is truncated, corrupt or not "
                                               "a weights-only state dict")
