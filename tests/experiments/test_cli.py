@@ -131,3 +131,31 @@ def test_damaged_experiment_json(tmp_path, capsys):
     assert main(["experiment", "depth-table", "--data", "fashion-mnist",
                  "--out", str(tmp_path / "exp")]) == 2
     assert "experiment.json is damaged (not a JSON object); delete it" in one_error_line(capsys)
+
+
+def test_layer_responses_refuses_what_it_cannot_measure(degradation_dir, tmp_path, capsys):
+    from tests.checkpoint_fixtures import write_checkpoint
+
+    imagenet = tmp_path / "imagenet-run"
+    shutil.copytree(degradation_dir / "runs" / "resnet8", imagenet)
+    config = imagenet / "config.toml"
+    config.write_text(config.read_text().replace('"fashion-mnist"', '"imagenet"'))
+    assert main(["experiment", "layer-responses", str(imagenet),
+                 "--out", str(tmp_path / "lr")]) == 2
+    assert "trained on imagenet: layer responses are measured on the test split of a small " \
+           "data set (cifar10, cifar100, fashion-mnist, mnist)" in one_error_line(capsys)
+
+    lenet = tmp_path / "lenet-run"
+    shutil.copytree(degradation_dir / "runs" / "resnet8", lenet)
+    for name in ("last.safetensors", "best.safetensors"):
+        (lenet / name).unlink(missing_ok=True)
+    write_checkpoint(lenet / "last.safetensors", model="lenet5", size=32)
+    assert main(["experiment", "layer-responses", str(lenet), "--device", "cpu",
+                 "--out", str(tmp_path / "lr")]) == 2
+    assert "lenet5 has no 3x3 convolution followed by BN" in one_error_line(capsys)
+
+    (tmp_path / "file.txt").write_text("")
+    assert main(["experiment", "layer-responses", str(degradation_dir / "runs" / "resnet8"),
+                 "--out", str(tmp_path / "file.txt")]) == 2
+    assert "cannot write the report into" in one_error_line(capsys)
+    assert not (tmp_path / "lr").exists()

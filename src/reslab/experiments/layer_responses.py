@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reslab.analysis.responses import response_stds
+from reslab.analysis.responses import response_layers, response_stds
 from reslab.data import dataset_info
+from reslab.data.registry import DATASETS
 from reslab.errors import ReslabError
 from reslab.experiments.report import Report, md_table, plot_lines
 from reslab.experiments.runs import check_idle, run_state
@@ -60,6 +61,9 @@ def measure(run_dir: Path, *, images: int | None, data_dir: str | None,
     from reslab.eval.runner import small_split
 
     predictor = load(run_dir, device=device)
+    if not response_layers(predictor.model):
+        raise ReslabError(f"{run_dir}: {predictor.model_name} has no 3x3 convolution followed by "
+                          "BN, whose responses Fig. 7 shows")
     info = dataset_info(predictor.meta["data"])
     _, loader, prepare = small_split(predictor, info, data_dir, "test", batch_size=EVAL_BATCH)
     limit = images or float("inf")
@@ -80,11 +84,12 @@ def measure(run_dir: Path, *, images: int | None, data_dir: str | None,
 
 
 def check_runs(runs: Sequence[str | Path]) -> list[Path]:
-    """Validate the run folders: at least one, all of one data set, none still being written.
+    """Validate the run folders: at least one, all of one small data set (its test split is
+    read as one tensor), none still being written.
 
     Raises:
-        ReslabError: No runs, a folder that is not a run or is still being written, or runs
-            of different data sets.
+        ReslabError: No runs, a folder that is not a run or is still being written, runs of
+            different data sets, or of a data set read image by image (ImageNet, folders).
     """
     if not runs:
         raise ReslabError("give at least one run folder (e.g. experiments/degradation/runs/*)")
@@ -96,6 +101,11 @@ def check_runs(runs: Sequence[str | Path]) -> list[Path]:
     if len(set(data.values())) > 1:
         listing = ", ".join(f"{f} ({d})" for f, d in data.items())
         raise ReslabError(f"runs of different data sets cannot share one report: {listing}")
+    for folder, name in data.items():
+        if not dataset_info(name).small:
+            small = ", ".join(n for n, info in DATASETS.items() if info.small)
+            raise ReslabError(f"{folder} was trained on {name}: layer responses are measured on "
+                              f"the test split of a small data set ({small})")
     return folders
 
 
@@ -116,6 +126,8 @@ def run_layer_responses(runs: Sequence[str | Path], *, out: Path, images: int | 
     if images is not None and images <= 0:
         raise ReslabError(f"--images must be positive, got {images}")
     folders = check_runs(runs)
+    if out.exists() and not out.is_dir():
+        raise ReslabError(f"cannot write the report into {out}: it is a file")
     results = sorted((measure(f, images=images, data_dir=data_dir, device=device)
                       for f in folders), key=lambda r: (r.residual, r.depth or 0, str(r.run_dir)))
     out.mkdir(parents=True, exist_ok=True)
