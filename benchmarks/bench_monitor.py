@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 import reslab
-from reslab.analysis.monitor import DEFAULT_EVERY, Monitor
+from reslab.analysis.monitor import Monitor
+from reslab.train.config import MONITOR_EVERY
 
 
 def step(model, optimizer, x, y, monitor, iteration) -> None:
@@ -59,10 +60,10 @@ def monitored_extra(times: list[float], *, start: int, every: int) -> list[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--steps", type=int, default=2 * DEFAULT_EVERY, help="steps per block")
+    parser.add_argument("--steps", type=int, default=2 * MONITOR_EVERY, help="steps per block")
     parser.add_argument("--rounds", type=int, default=3, help="blocks of each kind")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--every", type=int, default=DEFAULT_EVERY)
+    parser.add_argument("--every", type=int, default=MONITOR_EVERY)
     args = parser.parse_args()
 
     device = torch.device("cpu")

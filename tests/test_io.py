@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from reslab.io import atomic_save_bytes, atomic_write
+from reslab.io import append_csv, atomic_save_bytes, atomic_write, read_csv, rewrite_csv
 
 
 def test_atomic_write_text_and_bytes(tmp_path):
@@ -38,3 +38,20 @@ def test_new_files_get_normal_permissions(tmp_path):
 def test_rejects_read_and_append_modes(tmp_path):
     with pytest.raises(ValueError, match="mode 'w' or 'wb'"), atomic_write(tmp_path / "f", "a"):
         pass
+
+
+def test_csv_log_reads_complete_rows_only(tmp_path):
+    log = tmp_path / "metrics.csv"
+    append_csv(log, ("iteration", "loss"), [{"iteration": 1, "loss": 0.5}])
+    append_csv(log, ("iteration", "loss"), [{"iteration": 2, "loss": 0.25}, {"iteration": 3}])
+    assert read_csv(log) == [{"iteration": "1", "loss": "0.5"}, {"iteration": "2", "loss": "0.25"},
+                             {"iteration": "3", "loss": ""}]
+    with open(log, "a") as handle:  # a crash cut the next row inside its last field
+        handle.write("4,0.12")
+    assert [r["iteration"] for r in read_csv(log)] == ["1", "2", "3"]
+    rewrite_csv(log, ("iteration", "loss"), read_csv(log)[:2])  # what a resume does
+    assert log.read_bytes() == b"iteration,loss\r\n1,0.5\r\n2,0.25\r\n"
+    with open(log, "a") as handle:  # rows with too few or too many fields
+        handle.write("5\n6,0.1,extra\n7,0.1\n")
+    assert [r["iteration"] for r in read_csv(log)] == ["1", "2", "7"]
+    assert read_csv(tmp_path / "missing.csv") == []

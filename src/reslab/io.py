@@ -6,14 +6,21 @@ renamed over the destination with :func:`os.replace` (atomic on POSIX and Window
 exception leaves the old file (or no file) in place and removes the temporary one.
 :func:`check_output_path` checks a destination before any work, so that a bad ``-o`` fails at
 once with one line.
+
+The one exception are the CSV logs a run appends to while it trains (``metrics.csv``,
+``monitor.csv``): :func:`append_csv` adds rows, :func:`read_csv` returns only the complete ones
+(a last line that a crash cut before its newline is dropped), and :func:`rewrite_csv` replaces
+a log atomically (on resume, without the rows after the checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,3 +102,55 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
     if not os.access(target, os.W_OK | os.X_OK):
         raise ReslabError(f"cannot write {path}: folder {target} is read-only")
     return path
+
+
+def append_csv(path: str | os.PathLike, columns: Sequence[str],
+               rows: Iterable[dict[str, Any]]) -> None:
+    """Append rows to a CSV log, writing the header first when the file is new.
+
+    Args:
+        path: The log file.
+        columns: Its columns, in order.
+        rows: Rows keyed by column (missing keys are written empty).
+    """
+    new = not Path(path).exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def rewrite_csv(path: str | os.PathLike, columns: Sequence[str],
+                rows: Iterable[dict[str, Any]]) -> None:
+    """Replace a CSV log atomically with a header and ``rows``.
+
+    Args:
+        path: The log file.
+        columns: Its columns, in order.
+        rows: Rows keyed by column.
+    """
+    with atomic_write(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The complete rows of a CSV log: a last line without its newline (cut by a crash) and
+    rows with missing or extra fields are dropped.
+
+    Args:
+        path: The log file (it may not exist: no rows).
+
+    Returns:
+        The rows, keyed by the header's columns.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        text = handle.read()
+    text = text[: text.rfind("\n") + 1]  # up to the last complete line
+    return [row for row in csv.DictReader(io.StringIO(text))
+            if None not in row and None not in row.values()]

@@ -17,7 +17,6 @@ between monitored iterations is one integer comparison (see benchmarks/bench_mon
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from reslab.io import atomic_write
+from reslab.io import append_csv, read_csv, rewrite_csv
 
-DEFAULT_EVERY = 100
 HEALTHY_RATIO = 1e-3
 RATIO_TOLERANCE = 10.0  # flag ratios outside [1e-4, 1e-2]
 COLLAPSE_FACTOR = 10.0  # flag when the deepest layers' activation std is 10x below the first's
@@ -110,7 +108,8 @@ class Monitor:
                              torch.stack(ratios)]).cpu().tolist()
         rows = [{"iteration": iteration, "layer": name, "activation_std": a, "grad_std": g,
                  "update_ratio": r} for name, a, g, r in zip(self.layers, *table)]
-        _append(self.csv_path, rows)
+        append_csv(self.csv_path, COLUMNS, ({k: f"{v:.6g}" if isinstance(v, float) else v
+                                             for k, v in r.items()} for r in rows))
         if self.run_dir is not None:
             scalars = {f"monitor/{key}/{row['layer']}": row[key] for row in rows
                        for key in COLUMNS[2:] if math.isfinite(row[key])}
@@ -123,27 +122,10 @@ def _std(tensor: Tensor | None) -> Tensor:
     return torch.tensor(math.nan) if tensor is None else tensor.detach().float().std()
 
 
-def _append(path: Path, rows: list[dict]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
-                         for r in rows)
-
-
 def _truncate(path: Path, iteration: int) -> None:
     """On resume, drop rows recorded after the checkpoint the run continues from."""
-    if not path.exists():
-        return
-    rows = [r for r in read_monitor(path) if r.iteration <= iteration]
-    with atomic_write(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({"iteration": r.iteration, "layer": r.layer,
-                          "activation_std": r.activation_std, "grad_std": r.grad_std,
-                          "update_ratio": r.update_ratio} for r in rows)
+    if path.exists():
+        rewrite_csv(path, COLUMNS, [r for r in read_csv(path) if int(r["iteration"]) <= iteration])
 
 
 @dataclass(frozen=True)
@@ -159,17 +141,13 @@ class MonitorRow:
 
 def read_monitor(path: str | Path) -> list[MonitorRow]:
     """Rows of a monitor.csv (empty when the file does not exist; cut lines are dropped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
     rows = []
-    with open(path, newline="") as handle:
-        for r in csv.DictReader(handle):
-            try:
-                rows.append(MonitorRow(int(r["iteration"]), r["layer"], float(r["activation_std"]),
-                                       float(r["grad_std"]), float(r["update_ratio"])))
-            except (TypeError, ValueError):
-                continue
+    for r in read_csv(path):
+        try:
+            rows.append(MonitorRow(int(r["iteration"]), r["layer"], float(r["activation_std"]),
+                                   float(r["grad_std"]), float(r["update_ratio"])))
+        except (KeyError, ValueError):
+            continue
     return rows
 
 

@@ -23,6 +23,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+# The monitors' interval when --monitor is given without one (reslab.analysis.monitor).
+MONITOR_EVERY = 100
+
 
 def _opt(default: Any, help: str, *, bare: Any = None) -> Any:  # noqa: A002 - argparse's word
     """A field with its ``--flag`` help; ``bare``: the value of the flag given without one."""
@@ -80,7 +83,7 @@ class TrainConfig:
     log_every: int = _opt(100, "log training loss/error every N iterations")
     precise_bn: int = _opt(0, "re-estimate BN statistics on N training batches before evaluating")
     monitor: int = _opt(0, "every N iterations record per-layer activation/gradient std and "
-                        "update/weight ratio (monitor.csv); 0: off", bare=100)
+                        "update/weight ratio (monitor.csv); 0: off", bare=MONITOR_EVERY)
     # System.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     amp: bool = _opt(False, "bf16 autocast where supported")

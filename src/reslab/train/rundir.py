@@ -15,7 +15,6 @@ Layout of ``runs/<name>/``::
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import os
@@ -30,7 +29,14 @@ from typing import Any
 import torch
 
 from reslab.errors import ReslabError
-from reslab.io import atomic_save_bytes, atomic_write, check_output_path
+from reslab.io import (
+    append_csv,
+    atomic_save_bytes,
+    atomic_write,
+    check_output_path,
+    read_csv,
+    rewrite_csv,
+)
 
 WRITER_FILE = "writer.json"
 # A writer on another host cannot be asked whether it is alive: it counts as live while the
@@ -128,12 +134,8 @@ class RunDir:
         """Append one row to metrics.csv and its scalars to TensorBoard."""
         if not self.enabled:
             return
-        new = not self.metrics_path.exists()
-        with open(self.metrics_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        append_csv(self.metrics_path, METRIC_COLUMNS,
+                   [{k: _fmt(row.get(k)) for k in METRIC_COLUMNS}])
         step = row["iteration"]
         for key, value in row.items():
             if key not in ("iteration", "epoch") and value is not None:
@@ -146,11 +148,8 @@ class RunDir:
                 self._writer.add_scalar(key, value, step)
 
     def _truncate_metrics(self, iteration: int) -> None:
-        rows = [r for r in read_metrics(self.metrics_path) if int(r["iteration"]) <= iteration]
-        with atomic_write(self.metrics_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        kept = [r for r in read_metrics(self.metrics_path) if int(r["iteration"]) <= iteration]
+        rewrite_csv(self.metrics_path, METRIC_COLUMNS, kept)
 
     def draw_curves(self, title: str) -> None:
         """Redraw curves.png from metrics.csv."""
@@ -253,12 +252,7 @@ def _fmt(value: Any) -> Any:
 
 def read_metrics(path: str | Path) -> list[dict[str, str]]:
     """Rows of a metrics.csv (complete rows only: a line cut by a crash is dropped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return [r for r in csv.DictReader(handle) if r.get("iteration", "").isdigit()
-                and None not in r.values()]
+    return [r for r in read_csv(path) if r.get("iteration", "").isdigit()]
 
 
 def plot_curves(rows: list[dict[str, str]], title: str) -> bytes:
