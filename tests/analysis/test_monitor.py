@@ -85,3 +85,32 @@ def test_engine_monitor_option_and_resume(tmp_path):
     train(resume=out, progress=False)
     assert sorted({r.iteration for r in read_monitor(out / "monitor.csv")}) == [2, 4, 6]
     assert all(r.update_ratio > 0 and r.grad_std > 0 for r in read_monitor(out / "monitor.csv"))
+
+
+def test_cli_monitor_writes_tensorboard_and_csv_alike(tmp_path):
+    """`reslab train --monitor 2`: each monitored layer's three values reach TensorBoard as
+    ``monitor/<value>/<layer>`` at the iteration monitor.csv gives, with the same numbers."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from reslab.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tiny_fashion_mnist(data, train=32, test=16)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", str(data),
+                 "--iters", "4", "--eval-every", "4", "--log-every", "2", "--batch-size", "16",
+                 "--train-split", "train", "--val-split", "none", "--device", "cpu",
+                 "--monitor", "2", "--no-progress", "--out", str(out)]) == 0
+    rows = read_monitor(out / "monitor.csv")
+    assert sorted({r.iteration for r in rows}) == [2, 4] and len(rows) == 2 * 8
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for row in rows:
+        for value in ("activation_std", "grad_std", "update_ratio"):
+            tag = f"monitor/{value}/{row.layer}"
+            assert tag in tags, tag
+            logged = {e.step: e.value for e in events.Scalars(tag)}
+            assert logged[row.iteration] == pytest.approx(getattr(row, value), rel=1e-5)
+            assert getattr(row, value) > 0
