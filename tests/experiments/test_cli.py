@@ -14,6 +14,7 @@ import torch
 from reslab.cli import main
 from reslab.train import checkpoint
 from reslab.train.checkpoint import read_weights
+from reslab.train.config import read_toml
 
 
 def exit_code(argv):
@@ -159,3 +160,25 @@ def test_layer_responses_refuses_what_it_cannot_measure(degradation_dir, tmp_pat
                  "--out", str(tmp_path / "file.txt")]) == 2
     assert "cannot write the report into" in one_error_line(capsys)
     assert not (tmp_path / "lr").exists()
+
+
+def test_experiment_command_runs_with_its_flags(tiny_data, tmp_path, capsys):
+    """The success path on the command line: --set, --seed, --data-dir and --device reach
+    every sub-run, and the report is printed."""
+    out = tmp_path / "shortcuts"
+    assert main(["experiment", "shortcuts", "--data", "fashion-mnist", "--depth", "8",
+                 "--data-dir", str(tiny_data), "--device", "cpu", "--seed", "5", "--no-progress",
+                 "--set", "iters=2", "--set", "batch_size=16", "--set", "train_split=train",
+                 "--set", "val_split=none", "--set", "eval_every=2", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.endswith(f"report: {out / 'report.md'}  "
+                                            f"(HTML: {out / 'report.html'})\n")
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["plain8", "resnet8-A", "resnet8-B", "resnet8-C"]
+    for name in runs:
+        config = read_toml(out / "runs" / name / "config.toml")
+        assert (config["iters"], config["batch_size"], config["seed"], config["data_dir"]) == (
+            2, 16, 5, str(tiny_data))
+        assert config["shortcut"] == (None if name == "plain8" else name[-1])
+    recipe = json.loads((out / "experiment.json").read_text())["recipe"]
+    assert recipe == {"seed": 5, "iters": 2, "batch_size": 16, "train_split": "train",
+                      "val_split": None, "eval_every": 2}

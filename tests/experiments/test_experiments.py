@@ -34,6 +34,26 @@ def percents(sentence):
     return [float(x) / 100 for x in re.findall(r"(\d+\.\d+)%", sentence)]
 
 
+def md_table(report, header):
+    """The cells of the Markdown table whose header row starts with ``| header |``."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
+    cells = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells.append([c.strip() for c in line.strip("|").split("|")])
+    return cells
+
+
+def sentence(report, start):
+    return next(line for line in report.splitlines() if line.startswith(f"- {start}"))
+
+
+def pct(value):
+    return f"{100 * float(value):.2f}"
+
+
 def test_degradation_report_matches_run_folders(degradation_dir):
     table = rows(degradation_dir / "degradation.csv")
     assert [r["net"] for r in table] == ["plain-8", "ResNet-8", "plain-14", "ResNet-14"]
@@ -49,8 +69,11 @@ def test_degradation_report_matches_run_folders(degradation_dir):
     assert "![Fig. 6-style error curves](degradation.png)" in report
     assert '<img alt="Fig. 6-style error curves" src="degradation.png">' in html
     assert "<table>" in html and (degradation_dir / "degradation.png").stat().st_size > 1000
-    for r in table:  # the Table 2-style row of each depth shows the CSV's numbers
-        assert f"{100 * float(r['test_error']):.2f}" in report
+    by_net = {r["net"]: r for r in table}  # each Table 2-style row shows the CSV's numbers
+    assert md_table(report, "layers") == [
+        [str(d), pct(by_net[f"plain-{d}"]["train_error"]), pct(by_net[f"ResNet-{d}"]["train_error"]),
+         pct(by_net[f"plain-{d}"]["test_error"]), pct(by_net[f"ResNet-{d}"]["test_error"])]
+        for d in (8, 14)]
     for r in table:  # each monitor line names the lr its update/weight ratios were taken at
         lrs = {int(m["iteration"]): float(m["lr"]) for m in
                read_metrics(degradation_dir / "runs" / r["run_dir"] / "metrics.csv") if m["lr"]}
@@ -74,6 +97,14 @@ def test_degradation_claims_follow_from_numbers(degradation_dir):
                                                        < train_error["ResNet-8"])
     assert ("reverses the degradation" in resnet) == (
         higher and train_error["ResNet-14"] < train_error["ResNet-8"])
+    assert percents(resnet) == pytest.approx([train_error["ResNet-14"], train_error["ResNet-8"]],
+                                             abs=5e-5)
+    for depth in (8, 14):
+        line = sentence(report, f"At depth {depth} the ResNet")
+        lower = train_error[f"ResNet-{depth}"] < train_error[f"plain-{depth}"]
+        assert ("ends with lower training error" in line) == lower
+        assert percents(line) == pytest.approx(
+            [train_error[f"ResNet-{depth}"], train_error[f"plain-{depth}"]], abs=5e-5)
 
 
 def net(label, family, depth, train_error, test_error=0.1):
@@ -179,6 +210,16 @@ def test_layer_responses_report(degradation_dir, tiny_data, tmp_path):
         assert ("are smaller than" in line) == smaller
     shrink = next(s for s in report.splitlines() if "with depth" in s)
     assert ("responses shrink" in shrink) == (means["ResNet-14"] < means["ResNet-8"])
+    # the CSV's numbers are those of the run's weights on its first 60 test images
+    from reslab import load
+    from reslab.analysis.responses import response_stds
+    from reslab.data import load_arrays
+
+    predictor = load(degradation_dir / "runs" / "resnet14", device="cpu")
+    images = load_arrays("fashion-mnist", tiny_data, "test").images[:60]
+    expected = response_stds(predictor.model, [predictor.preprocessing(images.float() / 255)])
+    measured = {r["layer"]: float(r["std"]) for r in table if r["run"] == "ResNet-14"}
+    assert measured == pytest.approx(expected, rel=1e-4)
 
 
 def test_depth_table_report(tiny_data, tmp_path):
@@ -206,6 +247,14 @@ def test_experiment_folder_takes_more_depths(tiny_data, tmp_path):
     assert [r["run_dir"] for r in rows(out / "depth_table.csv")] == ["resnet8-seed0",
                                                                       "resnet14-seed0"]
     assert json.loads((out / "experiment.json").read_text())["depths"] == [8, 14]
+    error = {int(r["depth"]): float(r["test_error"]) for r in rows(out / "depth_table.csv")}
+    report = (out / "report.md").read_text()
+    falls = sentence(report, "The mean test error")
+    assert ("falls at every step" in falls) == (error[14] < error[8])
+    assert percents(falls) == pytest.approx([error[8], error[14]], abs=5e-5)
+    deepest = sentence(report, "The deepest net (ResNet-14)")
+    assert ("is better than" in deepest) == (error[14] < error[8])
+    assert percents(deepest) == pytest.approx([error[14], error[8]], abs=5e-5)
     with pytest.raises(ReslabError, match=r"other settings \(recipe;"):
         depth_table.run_depth_table(tiny_setup(out, tiny_data, monitor=0), depths=[8])
 
@@ -216,6 +265,9 @@ def test_depth_table_claims():
     assert "does not fall" in falls and "is better than" in deepest
     falls, deepest = depth_table.claims(rows_[:2])
     assert "falls at every step" in falls and "ResNet-32 8.00%" in falls
+    falls, deepest = depth_table.claims([{"depth": 20, "mean": 0.08}, {"depth": 56, "mean": 0.09}])
+    assert "does not fall" in falls and "is not better than" in deepest
+    assert percents(deepest) == pytest.approx([0.09, 0.08])
     assert depth_table.claims(rows_[:1]) == []
 
 
@@ -230,9 +282,25 @@ def test_shortcuts_report(tiny_data, tmp_path):
     for name, r in table.items():
         assert errors[name] == last(out / "runs" / r["run_dir"], "test_error")
     report = (out / "report.md").read_text()
+    assert md_table(report, "net") == [
+        [name, f"{params[name] / 1e6:.3f}M", pct(r["train_error"]), pct(r["test_error"])]
+        for name, r in table.items()]
     line = next(s for s in report.splitlines() if "beats" in s)
-    options = [errors[f"ResNet-8 {o}"] for o in "ABC"]
-    assert line.startswith("- Every") == all(e < errors["plain-8"] for e in options)
+    options = {o: errors[f"ResNet-8 {o}"] for o in "ABC"}
+    all_better = all(e < errors["plain-8"] for e in options.values())
+    assert line.startswith("- Every") == all_better
+    best = min(options, key=options.get)
+    lowest = sentence(report, f"ResNet-8 {best} has the lowest test error")
+    spread = max(options.values()) - options[best]
+    assert re.search(r"span (\d+\.\d+) points", lowest)[1] == f"{100 * spread:.2f}"
+    small = [s for s in report.splitlines() if s.startswith("- The differences among")]
+    if all_better:
+        gain = errors["plain-8"] - max(options.values())
+        assert ("are smaller than" in small[0]) == (spread < gain)
+        assert re.findall(r"(\d+\.\d+) points", small[0]) == [f"{100 * spread:.2f}",
+                                                                  f"{100 * gain:.2f}"]
+    else:
+        assert small == []
 
 
 def test_shortcuts_claims():
@@ -241,6 +309,11 @@ def test_shortcuts_claims():
     best, beats, small = shortcuts.claims(nets)
     assert best.startswith("ResNet-32 B") and "2.00 points" in best
     assert beats.startswith("Every") and "are smaller than" in small
+    spread_out = [nets[0], net("ResNet-32 A", "resnet", 32, 0.1, 0.19), *nets[2:]]
+    assert "are not smaller than" in shortcuts.claims(spread_out)[2]  # 2 > 1 point of gain
+    worse = [nets[0], net("ResNet-32 A", "resnet", 32, 0.1, 0.21), *nets[2:]]
+    best, beats = shortcuts.claims(worse)
+    assert beats.startswith("Not every option beats plain-32 (20.00%)")
 
 
 def test_layer_response_claims():

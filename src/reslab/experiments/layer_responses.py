@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reslab.analysis.responses import response_layers, response_stds
-from reslab.data import dataset_info
-from reslab.data.registry import DATASETS
+from reslab.data import DATASETS, dataset_info
 from reslab.errors import ReslabError
 from reslab.experiments.report import Report, md_table, plot_lines
 from reslab.experiments.runs import check_idle, run_state
