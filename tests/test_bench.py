@@ -1,6 +1,7 @@
 """``reslab bench``: it runs and prints its table (never a timing assertion), and the
 measuring helpers count what they should."""
 
+import importlib.util
 import json
 
 import pytest
@@ -18,8 +19,12 @@ from reslab.bench.measure import (
 from reslab.cli import main
 
 
-def test_quick_bench_prints_the_table(capsys):
-    assert main(["bench", "--quick", "--models", "resnet20", "--device", "cpu"]) == 0
+def test_quick_bench_runs_every_case_and_prints_the_table(capsys, tmp_path):
+    """Every case of the default suite in its quick size (training, data, inference at two
+    batch sizes with the ONNX Runtime and timm candidates): the table, and the JSON document
+    with our inference outputs equal to torchvision's."""
+    saved = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--device", "cpu", "--save", str(saved)]) == 0
     out = capsys.readouterr().out
     for text in ("images/s", "x base", "% peak", "load average at start", "GFLOP/s",
                  "train resnet8 16px b16", "data 16px b16", "TensorLoader, fused SGD"):
@@ -27,6 +32,20 @@ def test_quick_bench_prints_the_table(capsys):
     table = [line.split("  ") for line in out.splitlines() if line.startswith("train resnet8")]
     assert [cells[1].strip() for cells in table if len(cells) > 1] == [
         "torchvision-style eager", "reslab"]
+    document = json.loads(saved.read_text())
+    cases = {}
+    for row in document["rows"]:
+        cases.setdefault(row["case"], []).append(row)
+    optional = [name for name, module in (("timm eager", "timm"), ("onnxruntime", "onnxruntime"))
+                if importlib.util.find_spec(module)]
+    inference = [case for case in cases if case.startswith("infer")]
+    assert len(inference) == 2 and any(case.startswith("train resnet18") for case in cases)
+    for case in inference:
+        rows = {row["candidate"]: row for row in cases[case]}
+        assert {"torchvision eager", "reslab", *optional} <= set(rows), case
+        assert rows["torchvision eager"]["speedup"] == 1.0
+        for name, row in rows.items():
+            assert row["images_per_s"] > 0 and row["deviation"] < 1e-3, (case, name)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
