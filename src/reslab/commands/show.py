@@ -67,7 +67,7 @@ def filters_png(checkpoint: str) -> bytes:
     Returns:
         PNG bytes.
     """
-    from reslab.experiments.report import figure_png, pyplot
+    from reslab.plots import figure_png, pyplot
     from reslab.train.checkpoint import checkpoint_file, read_weights
 
     state, _ = read_weights(checkpoint_file(checkpoint))
@@ -107,7 +107,7 @@ def feature_maps_png(checkpoint: str, image: str, *, maps: int = 8,
         PNG bytes.
     """
     from reslab.eval.predictor import load
-    from reslab.experiments.report import figure_png, pyplot
+    from reslab.plots import figure_png, pyplot
     from reslab.models import stage_outputs
 
     predictor = load(checkpoint, model=model)

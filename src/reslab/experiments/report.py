@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from reslab.io import atomic_save_bytes, atomic_write
+from reslab.plots import curve, figure_png, pyplot
 from reslab.train.rundir import read_metrics
 
 
@@ -37,38 +37,12 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def curve(rows: list[dict[str, str]], column: str) -> list[tuple[int, float]]:
-    """``(iteration, value)`` points of one metrics.csv column (rows where it is set)."""
-    return [(int(r["iteration"]), float(r[column])) for r in rows if r.get(column)]
-
-
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write dict rows (columns from the first row) atomically."""
     with atomic_write(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
         writer.writerows(rows)
-
-
-def figure_png(fig) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def pyplot():
-    """matplotlib.pyplot with the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_error_panels(panels: dict[str, dict[str, Path]], *, title: str) -> bytes:

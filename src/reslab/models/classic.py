@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torchvision.models.googlenet import GoogLeNet as TorchvisionGoogLeNet
 
 from reslab.errors import check_positive
+from reslab.models.interface import ModelInterface
 from reslab.models.registry import register_model
 
 
@@ -148,33 +149,6 @@ def mlp_classifier(
         width = out
     layers[f"fc{first + len(hidden)}"] = nn.Linear(width, num_classes)
     return nn.Sequential(layers)
-
-
-class ModelInterface:
-    """Mixin for an ``nn.Module`` with ``forward_features`` and ``forward_head``: reslab's model
-    interface (as :class:`reslab.models.resnet.ResNet`) around the last fc layer, found at the
-    submodule path ``logits_name``."""
-
-    logits_name: str
-
-    @property
-    def num_features(self) -> int:
-        """Width of the last fc layer's input (the ``pre_logits`` output)."""
-        return self.get_submodule(self.logits_name).in_features
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last fc layer with a fresh one of ``num_classes`` outputs (for fine-tuning).
-
-        Args:
-            num_classes: The new number of classes.
-        """
-        check_positive(num_classes=num_classes)
-        old = self.get_submodule(self.logits_name)
-        new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-        self.set_submodule(self.logits_name, new)
 
 
 class ClassifierHead(ModelInterface):

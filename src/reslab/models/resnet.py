@@ -20,6 +20,7 @@ from reslab.models.blocks import (
     init_weights,
     make_stage,
 )
+from reslab.models.interface import ModelInterface
 from reslab.models.registry import register_model
 
 # Table 1: depth -> (building block, blocks in conv2_x, conv3_x, conv4_x, conv5_x).
@@ -65,7 +66,7 @@ def _check_options(*, num_classes: int, in_channels: int, shortcut: str, variant
         raise ReslabError(f"unknown variant {variant!r}; {choices_hint(VARIANTS)}")
 
 
-class ResNet(nn.Module):
+class ResNet(ModelInterface, nn.Module):
     """A residual (or plain) net: a stem, stages of blocks, global average pooling, and an fc.
 
     Module names follow torchvision (``conv1, bn1, relu, maxpool, layer1.., avgpool, fc``), so
@@ -84,6 +85,8 @@ class ResNet(nn.Module):
         variant: ``"v1"`` (paper) or ``"v1.5"`` (torchvision) bottleneck stride placement.
         zero_init_residual: Zero the last BN of every residual branch.
     """
+
+    logits_name = "fc"
 
     def __init__(
         self,
@@ -134,7 +137,6 @@ class ResNet(nn.Module):
                  "reduction": reduction}
             )
         self.num_stages = len(layers)
-        self.num_features = in_planes
         self.min_input_size = reduction  # smaller inputs leave the last stage without pixels
         self.residual = residual
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -161,17 +163,7 @@ class ResNet(nn.Module):
         x = torch.flatten(self.avgpool(x), 1)  # (N, C, h, w) -> (N, C)
         return x if pre_logits else self.fc(x)  # -> (N, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the fc layer with a fresh one of ``num_classes`` outputs (for fine-tuning).
-
-        Args:
-            num_classes: The new number of classes.
-        """
-        check_positive(num_classes=num_classes)
-        self.fc = nn.Linear(self.num_features, num_classes).to(self.fc.weight.device)
 
 
 def imagenet_resnet(

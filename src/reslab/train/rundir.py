@@ -15,7 +15,6 @@ Layout of ``runs/<name>/``::
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ from reslab.io import (
     read_csv,
     rewrite_csv,
 )
+from reslab.plots import curve, figure_png, pyplot
 
 WRITER_FILE = "writer.json"
 # A writer on another host cannot be asked whether it is alive: it counts as live while the
@@ -265,25 +265,17 @@ def plot_curves(rows: list[dict[str, str]], title: str) -> bytes:
     Returns:
         PNG bytes.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = pyplot().subplots(figsize=(7, 4.5), dpi=110)
     for column, style, label in (("train_error", dict(lw=0.8, ls="--"), "train error"),
                                  ("val_error", dict(lw=2.2), "val error"),
                                  ("test_error", dict(lw=2.2, color="black"), "test error")):
-        points = [(int(r["iteration"]), 100 * float(r[column])) for r in rows if r[column]]
+        points = curve(rows, column)
         if points:
-            ax.plot(*zip(*points), label=label, **style)
+            xs, ys = zip(*points)
+            ax.plot(xs, [100 * y for y in ys], label=label, **style)
     ax.set_xlabel("iteration")
     ax.set_ylabel("error (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
