@@ -155,7 +155,15 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def check_split(info: DatasetInfo, split: str) -> str:
-    """Return ``split`` if ``info`` has it, else raise :class:`ReslabError` listing the splits."""
+    """Return ``split`` if ``info`` has it, else raise :class:`ReslabError` listing the splits.
+
+    Args:
+        info: The data set.
+        split: A split name, e.g. ``"train45k"``.
+
+    Returns:
+        ``split``.
+    """
     if split not in info.splits:
         raise ReslabError(f"{info.name} has no split {split!r}; {choices_hint(info.splits)}")
     return split

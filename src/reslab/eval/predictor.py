@@ -315,6 +315,13 @@ def pil_to_uint8(image: Image.Image, *, channels: int) -> Tensor:
 def decode_image(path: Path, *, channels: int) -> Tensor:
     """Decode an image file (any format Pillow reads) to uint8 [C, H, W].
 
+    Args:
+        path: The image file.
+        channels: 1 (grey) or 3 (RGB): the image is converted to it.
+
+    Returns:
+        uint8 [C, H, W].
+
     Raises:
         ReslabError: ``cannot decode image <path>: <reason>``.
     """
@@ -329,6 +336,12 @@ def decode_image(path: Path, *, channels: int) -> Tensor:
 
 def list_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand folders into their image files (by extension, sorted); keep files as given.
+
+    Args:
+        paths: Image files and folders of images.
+
+    Returns:
+        The image files, in the order given (each folder's sorted).
 
     Raises:
         ReslabError: A path that does not exist, or a folder without images.

@@ -39,7 +39,12 @@ def dumps(value: Any) -> str:
 
 
 def save_json(path: str | os.PathLike, value: Any) -> None:
-    """Write ``value`` as strict JSON, atomically."""
+    """Write ``value`` as strict JSON, atomically.
+
+    Args:
+        path: The ``.json`` file.
+        value: Plain data (NaN and inf become null: :func:`json_ready`).
+    """
     atomic_save_bytes(path, dumps(value).encode())
 
 

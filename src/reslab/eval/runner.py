@@ -174,6 +174,11 @@ def run_evaluation(
 def check_classes(predictor: Predictor, classes: list[str], *, data: str) -> None:
     """Fail when the checkpoint's classes are not the data set's.
 
+    Args:
+        predictor: The loaded checkpoint.
+        classes: The data set's class names.
+        data: The data set's name, for the message.
+
     Raises:
         ReslabError: Another class count, or (for checkpoints with class names) other names.
     """
@@ -194,6 +199,13 @@ def small_split(
     *, batch_size: int,
 ) -> tuple[list[str], Iterable[Batch], Callable[..., Batch]]:  # fmt: skip
     """A small data set's split on the device ([0, 1] batches) and the normalisation step.
+
+    Args:
+        predictor: The loaded checkpoint (its input shape, device and preprocessing).
+        info: The data set.
+        data_dir: Folder holding it (None: reslab's default search).
+        split: The split to read.
+        batch_size: Images per batch.
 
     Returns:
         ``(classes, loader, prepare)``: ``prepare(images, labels)`` gives the model's batch.
@@ -230,6 +242,15 @@ def folder_split(
     *, protocol: str, batch_size: int, workers: int,
 ) -> tuple[list[str], Iterable[Batch], Callable[..., Batch]]:  # fmt: skip
     """An image-folder split through a DataLoader, in the protocol's views (module docs).
+
+    Args:
+        predictor: The loaded checkpoint (its input size, device and preprocessing).
+        info: The data set.
+        data_dir: Folder holding it (None: reslab's default search).
+        split: The split to read.
+        protocol: ``center``, ``10crop`` or ``multiscale`` (:data:`reslab.data.PROTOCOLS`).
+        batch_size: Images per batch.
+        workers: DataLoader worker processes.
 
     Returns:
         ``(classes, loader, prepare)``: ``prepare(images, labels)`` moves a batch to the

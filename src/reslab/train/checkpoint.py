@@ -53,6 +53,12 @@ def save_weights(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> No
 def checkpoint_file(path: str | os.PathLike) -> Path:
     """The weights file ``path`` names: itself, or a run folder's best/last checkpoint.
 
+    Args:
+        path: A ``.safetensors``/``.pth``/``.pt`` file, or a run folder.
+
+    Returns:
+        The file to read.
+
     Raises:
         ReslabError: Missing path, a folder without checkpoints, or an unknown file type.
     """

@@ -251,7 +251,14 @@ def _fmt(value: Any) -> Any:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a metrics.csv (complete rows only: a line cut by a crash is dropped)."""
+    """Rows of a metrics.csv (complete rows only: a line cut by a crash is dropped).
+
+    Args:
+        path: The metrics.csv (it may not exist yet: no rows).
+
+    Returns:
+        The rows as strings keyed by :data:`METRIC_COLUMNS` (empty where a value was not set).
+    """
     return [r for r in read_csv(path) if r.get("iteration", "").isdigit()]
 
 
