@@ -28,8 +28,8 @@ def user_message(error: ReslabError) -> str:
     """
     text = str(error)
     if "Original Traceback" in text:  # torch's ExceptionWrapper: "... ReslabError: <message>"
-        text = text.rsplit(f"{type(error).__name__}: ", 1)[-1]
-    return " ".join(text.split())
+        text = " ".join(text.rsplit(f"{type(error).__name__}: ", 1)[-1].split())
+    return text
 
 
 def choices_hint(choices: Iterable[str], limit: int = 40) -> str:

@@ -71,8 +71,8 @@ def test_degradation_report_matches_run_folders(degradation_dir):
     assert "<table>" in html and (degradation_dir / "degradation.png").stat().st_size > 1000
     by_net = {r["net"]: r for r in table}  # each Table 2-style row shows the CSV's numbers
     assert md_table(report, "layers") == [
-        [str(d), pct(by_net[f"plain-{d}"]["train_error"]), pct(by_net[f"ResNet-{d}"]["train_error"]),
-         pct(by_net[f"plain-{d}"]["test_error"]), pct(by_net[f"ResNet-{d}"]["test_error"])]
+        [str(d), *(pct(by_net[f"{family}-{d}"][column])
+                   for column in ("train_error", "test_error") for family in ("plain", "ResNet"))]
         for d in (8, 14)]
     for r in table:  # each monitor line names the lr its update/weight ratios were taken at
         lrs = {int(m["iteration"]): float(m["lr"]) for m in
@@ -137,6 +137,7 @@ def test_rerun_skips_finished_and_resumes_stopped(degradation_dir, tiny_data, tm
     folder = tmp_path / "stopped"
     train(config, out=str(folder), stop_after=1, progress=False)
     assert not run_state(folder).finished and not run_state(folder).active  # resumable at once
+    assert not (folder / "writer.json").exists()  # handed back, not just "ours"
     assert json.loads((folder / "run.json").read_text())["total_iters"] == run_state(folder).total
     ensure_run(folder, config, progress=False)
     assert run_state(folder).finished
@@ -167,6 +168,7 @@ def test_interrupted_experiment_stops_and_resumes_at_once(tiny_data, tmp_path, m
     assert (state.iteration, state.finished, state.active, state.resumable) == (2, False, False,
                                                                                 True)
     assert torch.load(runs / "plain8" / "trainer_state.pt", weights_only=True)["iteration"] == 3
+    assert not (runs / "plain8" / "writer.json").exists()
     assert not (tmp_path / "exp" / "report.md").exists()
     monkeypatch.undo()
     degradation.run_degradation(setup, depths=[8])  # at once: nothing to wait for

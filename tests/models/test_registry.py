@@ -54,8 +54,22 @@ def test_every_model_heads_and_reset(name):
     with torch.no_grad():
         feats = model.forward_features(x)
         assert torch.equal(model.forward_head(feats), model(x))
+        pooled = model.forward_head(feats, pre_logits=True)
+        assert pooled.shape == (1, model.num_features)
         model.reset_classifier(3)
         assert model(x).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "resnet50"])
+def test_resnet_fc_swapped_for_identity(name):
+    """The usual feature-extraction pattern: ``fc = Identity()`` keeps num_features, and
+    reset_classifier puts a fresh fc back."""
+    model = reslab.create_model(name)
+    width = model.num_features
+    model.fc = torch.nn.Identity()
+    assert model.num_features == width
+    model.reset_classifier(4)
+    assert (model.fc.in_features, model.fc.out_features) == (width, 4)
 
 
 @pytest.mark.parametrize("name", [n for n in reslab.list_models() if n not in SLOW])

@@ -19,7 +19,7 @@ from reslab.cli import main
 from reslab.train.checkpoint import read_weights
 from reslab.train.config import TrainConfig, resolve
 from reslab.train.engine import Trainer, train
-from reslab.train.rundir import QUIET_SECONDS, live_writer
+from reslab.train.run_lock import live_writer, this_process
 from tests.data.formats import write_cifar10
 from tests.data_fixtures import write_tiny_fashion_mnist
 
@@ -86,37 +86,38 @@ def test_resume_is_exact(data_dir, tmp_path):
     assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 3, 4, 6, 8]
 
 
-def write_writer(folder, host, pid):
-    (folder / "writer.json").write_text(json.dumps({"host": host, "pid": pid}))
-
-
 def test_a_folder_has_one_writer(data_dir, tmp_path, capsys):
-    """writer.json names the process writing a run folder: a second process is refused while
-    it lives; a file left by a killed process, or by another host gone quiet, is ignored."""
+    """A second trainer is refused while the folder's writer lives (one line, also through
+    --nproc's launcher); once it is gone the folder resumes, and is handed back at the end."""
     common = dict(TINY, data_dir=str(data_dir), progress=False)
     folder = train(**common, out=str(tmp_path / "run"), stop_after=2).run_dir
     assert not (folder / "writer.json").exists() and live_writer(folder) is None
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        write_writer(folder, socket.gethostname(), sleeper.pid)
-        assert live_writer(folder) == {"host": socket.gethostname(), "pid": sleeper.pid}
-        assert main(["train", "--resume", str(folder), "--no-progress"]) == 2
-        err = capsys.readouterr().err
-        assert err == (f"reslab: error: run folder {folder} is being written by process "
-                       f"{sleeper.pid} on {socket.gethostname()}; wait for it to finish or "
-                       "stop it\n")
+        claim = {**this_process(), "pid": sleeper.pid, "start": None}
+        (folder / "writer.json").write_text(json.dumps(claim))
+        assert live_writer(folder) == claim
+        expected = (f"reslab: error: run folder {folder} is being written by process "
+                    f"{sleeper.pid} on {socket.gethostname()} (see {folder / 'writer.json'}); "
+                    "wait for it to finish or stop it\n")
+        for launch in ([], ["--nproc", "1"]):
+            assert main(["train", "--resume", str(folder), "--no-progress", *launch]) == 2
+            assert capsys.readouterr().err == expected
     finally:
         sleeper.kill()
         sleeper.wait()
     assert live_writer(folder) is None  # its pid is gone
-    write_writer(folder, "another-host", 12345)
-    assert live_writer(folder) is not None  # just written: the other host may be running
-    assert live_writer(folder, now=time.time() + QUIET_SECONDS + 1) is None
-    stale = time.time() - QUIET_SECONDS - 1
-    for name in ("writer.json", "metrics.csv", "trainer_state.pt"):
-        os.utime(folder / name, (stale, stale))
-    resumed = train(resume=folder, progress=False)  # the stale file is replaced, then removed
+    resumed = train(resume=folder, progress=False)  # the dead claim is replaced, then removed
     assert resumed.finished and not (folder / "writer.json").exists()
+
+
+def test_a_trainer_runs_once(data_dir, tmp_path):
+    trainer = Trainer(resolve({**TINY, "iters": 2, "data_dir": str(data_dir),
+                               "out": str(tmp_path / "run")}), progress=False)
+    assert (tmp_path / "run" / "writer.json").is_file()  # claimed while set up
+    assert trainer.run().finished and not (tmp_path / "run" / "writer.json").exists()
+    with pytest.raises(RuntimeError, match="this Trainer has run"):
+        trainer.run()
 
 
 def test_failed_set_up_hands_the_folder_back(data_dir, tmp_path, monkeypatch):
@@ -128,6 +129,11 @@ def test_failed_set_up_hands_the_folder_back(data_dir, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="monitor failed"):
         train(**TINY, monitor=2, data_dir=str(data_dir), out=str(out), progress=False)
     assert (out / "config.toml").is_file() and not (out / "writer.json").exists()
+    if not torch.cuda.is_available():  # a step the device cannot build: refused, handed back
+        with pytest.raises(reslab.ReslabError, match="needs a CUDA device"):
+            train(**TINY, cuda_graphs=True, data_dir=str(data_dir), out=str(tmp_path / "g"),
+                  progress=False)
+        assert not (tmp_path / "g" / "writer.json").exists()
 
 
 def test_init_from_checkpoint_replaces_head(data_dir, tmp_path, capsys):

@@ -108,6 +108,7 @@ def _launch(args: argparse.Namespace, overrides: dict[str, typing.Any]) -> int:
     of the same command, without ``--nproc``, through torchrun's launcher."""
     from reslab.train.distributed import env_ranks, launch_local, rank_device
     from reslab.train.engine import resumed_config
+    from reslab.train.run_lock import check_not_written
 
     if env_ranks()[1] > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
         raise ReslabError("--nproc starts torchrun itself; leave it out under torchrun")
@@ -116,6 +117,8 @@ def _launch(args: argparse.Namespace, overrides: dict[str, typing.Any]) -> int:
     config = (resumed_config(Path(args.resume), overrides) if args.resume
               else resolve(overrides, config_file=args.config))
     rank_device(config.device, local_rank=args.nproc - 1, distributed=args.nproc > 1)
+    if config.out is not None:
+        check_not_written(config.out)  # one line here rather than one per rank
     if config.batch_size % args.nproc:
         raise ReslabError(f"the global batch {config.batch_size} does not divide into "
                           f"--nproc {args.nproc} equal shards")

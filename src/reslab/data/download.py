@@ -46,10 +46,14 @@ class Resource:
 
 
 def check_mirrors(mirrors: tuple[str, ...] | None) -> None:
-    """Refuse a mirror that urllib cannot open (e.g. one without ``https://``) in one line.
+    """Refuse a mirror that urllib cannot open (e.g. one without ``https://``, a port that is
+    not a number, no host) in one line.
+
+    Args:
+        mirrors: Base URLs given by the user (None: the official ones, not checked).
 
     Raises:
-        ReslabError: The first mirror that is not a URL.
+        ReslabError: The first mirror that is not a valid URL.
     """
     for base in mirrors or ():
         parts = urllib.parse.urlsplit(base)

@@ -4,7 +4,7 @@ unfinished and skipped when finished, and recognised as *active* while another p
 A run folder is **finished** when its ``metrics.csv`` has a row at the run's last iteration (the
 engine logs it together with the final evaluation). It is **active** (still being written) while
 the training process that writes it lives: the engine records itself in ``writer.json`` and
-removes it when it ends, also on Ctrl-C (see :func:`reslab.train.rundir.live_writer`). Active
+removes it when it ends, also on Ctrl-C (see :func:`reslab.train.run_lock.live_writer`). Active
 folders are refused, so that two processes never write one folder and no report reads a
 half-trained model; a stopped or crashed run can be resumed at once.
 """
@@ -25,7 +25,8 @@ from reslab.experiments.report import Report, recipe_text
 from reslab.io import atomic_write
 from reslab.models.resnet import check_cifar_depth
 from reslab.train.config import read_toml, resolve
-from reslab.train.rundir import live_writer, read_metrics
+from reslab.train.run_lock import live_writer
+from reslab.train.rundir import read_metrics
 
 if TYPE_CHECKING:
     from reslab.train.engine import RunResult
@@ -48,7 +49,7 @@ class RunState:
         iteration: Last iteration logged in metrics.csv (0 when none).
         total: The run's last iteration (from config.toml).
         finished: ``iteration >= total``.
-        active: A live process writes it (:func:`reslab.train.rundir.live_writer`).
+        active: A live process writes it (:func:`reslab.train.run_lock.live_writer`).
         resumable: A trainer state exists to continue from.
     """
 
@@ -182,10 +183,11 @@ def claim_folder(out: Path, description: dict[str, Any]) -> None:
     if path.is_file():
         try:
             previous = json.loads(path.read_text())
-            previous.get("experiment")
-        except (ValueError, AttributeError):
+        except ValueError:
+            previous = None
+        if not isinstance(previous, dict):
             raise ReslabError(f"{path} is damaged (not a JSON object); delete it to run the "
-                              "experiment here again (finished sub-runs are kept)") from None
+                              "experiment here again (finished sub-runs are kept)")
         changed = [key for key in SHARED_KEYS if previous.get(key) != described.get(key)]
         if changed:
             raise ReslabError(

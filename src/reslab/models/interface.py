@@ -16,7 +16,9 @@ class ModelInterface:
 
     @property
     def num_features(self) -> int:
-        """Width of the last fc layer's input (the ``pre_logits`` output)."""
+        """Width of the last fc layer's input (the ``pre_logits`` output). A model whose
+        classifier may be swapped for ``nn.Identity`` (feature extraction) overrides it with
+        the width it was built with."""
         return self.get_submodule(self.logits_name).in_features
 
     def forward(self, x: Tensor) -> Tensor:
@@ -29,6 +31,6 @@ class ModelInterface:
             num_classes: The new number of classes.
         """
         check_positive(num_classes=num_classes)
-        old = self.get_submodule(self.logits_name)
-        new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-        self.set_submodule(self.logits_name, new)
+        device = next(self.parameters()).device
+        self.set_submodule(self.logits_name,
+                           nn.Linear(self.num_features, num_classes).to(device))

@@ -163,7 +163,10 @@ class ResNet(ModelInterface, nn.Module):
         x = torch.flatten(self.avgpool(x), 1)  # (N, C, h, w) -> (N, C)
         return x if pre_logits else self.fc(x)  # -> (N, num_classes)
 
-
+    @property
+    def num_features(self) -> int:
+        """Channels of the last stage (the ``pre_logits`` width), whatever ``fc`` now is."""
+        return self.feature_info[-1]["num_chs"]
 
 
 def imagenet_resnet(

@@ -219,8 +219,16 @@ class Trainer:
         self.last_eval: dict[str, EvalResult] = {}
         if resume:
             self._load_state(out / "trainer_state.pt")
-        self.run_dir = RunDir(out, enabled=self.is_main,
-                              resume_iteration=self.iteration if resume else None)
+        refusal = None
+        try:  # rank 0 claims the folder: it may be written by another process
+            self.run_dir = RunDir(out, enabled=self.is_main,
+                                  resume_iteration=self.iteration if resume else None)
+        except ReslabError as exc:
+            refusal = exc
+        if self.world_size > 1 and sum_over_ranks([refusal is not None], device=self.device)[0]:
+            refusal = refusal or ReslabError(f"rank 0 cannot write the run folder {out}")
+        if refusal is not None:  # every rank stops, rather than wait in its first step
+            raise refusal
         with _release_on_error(self.run_dir):
             self.run_dir.write_config(cfg.to_dict(), device=str(self.device),
                                       total_iters=self.total_iters)
@@ -228,6 +236,12 @@ class Trainer:
             if cfg.monitor > 0 and self.is_main:
                 self.monitor = Monitor(self.model, every=cfg.monitor, run_dir=self.run_dir,
                                        csv_path=out / "monitor.csv", start=self.iteration)
+            monitor_hook = None if self.monitor is None else (
+                lambda: self.monitor.after_backward(self.iteration + 1))
+            self.step = TrainStep(self.step_model, self.optimizer, amp=self.amp,
+                                  label_smoothing=cfg.label_smoothing,
+                                  compile_step=cfg.compile_step, cuda_graphs=cfg.cuda_graphs,
+                                  after_backward=monitor_hook)
 
     # -- set-up helpers ------------------------------------------------------------------------
 
@@ -273,14 +287,16 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, *, stop_after: int | None = None) -> RunResult:
-        """Train until the last iteration, a stop request (Ctrl-C, SIGTERM) or ``stop_after``."""
+        """Train until the last iteration, a stop request (Ctrl-C, SIGTERM) or ``stop_after``.
+
+        A trainer runs once: it hands its run folder back at the end (continue a stopped run
+        with ``train(resume=...)``).
+        """
+        if self.run_dir.closed:
+            raise RuntimeError("this Trainer has run; continue with train(resume=run_dir)")
         cfg = self.config
         loader = self.inputs.train
-        monitor_hook = None if self.monitor is None else (
-            lambda: self.monitor.after_backward(self.iteration + 1))
-        step = TrainStep(self.step_model, self.optimizer, amp=self.amp,
-                         label_smoothing=cfg.label_smoothing, compile_step=cfg.compile_step,
-                         cuda_graphs=cfg.cuda_graphs, after_backward=monitor_hook)
+        step = self.step
         end = self.total_iters if stop_after is None else min(self.total_iters,
                                                               self.iteration + stop_after)
         loss_sum = torch.zeros((), device=self.device)

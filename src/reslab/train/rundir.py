@@ -9,16 +9,13 @@ Layout of ``runs/<name>/``::
     curves.png           error curves drawn like Fig. 4/6 of the paper
     last.safetensors     latest weights;   best.safetensors  best by validation error
     trainer_state.pt     everything needed by ``--resume``
-    writer.json          host and pid of the process writing the folder, while it runs
+    writer.json          the process writing the folder, while it runs (run_lock)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -37,11 +34,7 @@ from reslab.io import (
     rewrite_csv,
 )
 from reslab.plots import curve, figure_png, pyplot
-
-WRITER_FILE = "writer.json"
-# A writer on another host cannot be asked whether it is alive: it counts as live while the
-# folder changes (the engine logs every ``log_every`` iterations), for this many seconds.
-QUIET_SECONDS = 120.0
+from reslab.train.run_lock import claim_writer, release_writer
 
 METRIC_COLUMNS = (
     "iteration", "epoch", "lr", "train_loss", "train_error", "val_error", "test_error",
@@ -96,14 +89,18 @@ class RunDir:
             raise ReslabError(f"cannot create run folder {self.folder}: permission denied") from None
         claim_writer(self.folder)
         self.metrics_path = self.folder / "metrics.csv"
-        if resume_iteration is not None:
-            self._truncate_metrics(resume_iteration)
-        from torch.utils.tensorboard import SummaryWriter
+        try:
+            if resume_iteration is not None:
+                self._truncate_metrics(resume_iteration)
+            from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(
-            str(self.folder / "tensorboard"),
-            purge_step=None if resume_iteration is None else resume_iteration + 1,
-        )
+            self._writer = SummaryWriter(
+                str(self.folder / "tensorboard"),
+                purge_step=None if resume_iteration is None else resume_iteration + 1,
+            )
+        except BaseException:
+            release_writer(self.folder)
+            raise
 
     def path(self, name: str) -> Path:
         """A file in the run folder."""
@@ -156,6 +153,11 @@ class RunDir:
         if self.enabled:
             atomic_save_bytes(self.path("curves.png"), plot_curves(read_metrics(self.metrics_path), title))
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (a run folder is written by one run)."""
+        return self.enabled and self._writer is None
+
     def close(self) -> None:
         """Flush TensorBoard and hand the folder back (remove ``writer.json``)."""
         if self._writer is not None:
@@ -168,80 +170,6 @@ class RunDir:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-
-def _this_process() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def live_writer(folder: str | Path, *, now: float | None = None) -> dict[str, Any] | None:
-    """The other process writing a run folder, if one is.
-
-    A training process records itself in ``writer.json`` and removes it when it ends (also on
-    Ctrl-C or an error). A file left by a killed process is ignored: on this host when its pid
-    is gone, for another host when the folder has been quiet for :data:`QUIET_SECONDS`.
-
-    Args:
-        folder: A run folder.
-        now: The current time (``time.time()`` when None), for writers on other hosts.
-
-    Returns:
-        ``{"host": ..., "pid": ...}`` of the live writer, or None (this process counts as none).
-    """
-    folder = Path(folder)
-    try:
-        writer = json.loads((folder / WRITER_FILE).read_text())
-        host, pid = str(writer["host"]), int(writer["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if host == socket.gethostname():
-        return writer if pid != os.getpid() and _pid_alive(pid) else None
-    now = time.time() if now is None else now
-    stamps = [p.stat().st_mtime for p in (folder / WRITER_FILE, folder / "metrics.csv",
-                                          folder / "trainer_state.pt") if p.exists()]
-    return writer if any(now - t < QUIET_SECONDS for t in stamps) else None
-
-
-def claim_writer(folder: Path) -> None:
-    """Record this process as the writer of ``folder`` (``writer.json``).
-
-    Raises:
-        ReslabError: Another live process writes the folder (see :func:`live_writer`).
-    """
-    path = folder / WRITER_FILE
-    for _ in range(2):
-        writer = live_writer(folder)
-        if writer is not None:
-            raise ReslabError(f"run folder {folder} is being written by process {writer['pid']} "
-                              f"on {writer['host']}; wait for it to finish or stop it")
-        path.unlink(missing_ok=True)  # left by a process that is gone
-        try:  # exclusive create: of two processes starting at once, one gets it
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue
-        with open(fd, "w") as handle:
-            json.dump(_this_process(), handle)
-        return
-    raise ReslabError(f"run folder {folder} is being claimed by another process")
-
-
-def release_writer(folder: Path) -> None:
-    """Remove ``writer.json`` when this process wrote it."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        path = folder / WRITER_FILE
-        writer = json.loads(path.read_text())
-        if (str(writer["host"]), int(writer["pid"])) == tuple(_this_process().values()):
-            path.unlink()
 
 
 def _fmt(value: Any) -> Any:

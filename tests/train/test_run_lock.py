@@ -1,0 +1,93 @@
+"""writer.json: one live writer per run folder; dead, reused, damaged or quiet claims lapse."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reslab.errors import ReslabError
+from reslab.train.run_lock import (
+    QUIET_SECONDS,
+    WRITER_FILE,
+    check_not_written,
+    claim_writer,
+    live_writer,
+    release_writer,
+    this_process,
+)
+
+
+@pytest.fixture
+def sleeper():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.2)  # let it start (its /proc entry gets its start time)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def write_claim(folder, **claim):
+    (folder / WRITER_FILE).write_text(json.dumps(claim))
+
+
+def test_claim_and_release(tmp_path):
+    claim_writer(tmp_path)
+    assert json.loads((tmp_path / WRITER_FILE).read_text()) == this_process()
+    assert live_writer(tmp_path) is None  # this process is not "another writer"
+    assert [p.name for p in tmp_path.iterdir()] == [WRITER_FILE]  # no temporary file left
+    release_writer(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_live_process_on_this_host_blocks(tmp_path, sleeper):
+    me = this_process()
+    if me["namespace"] is None or me["start"] is None:
+        pytest.skip("needs /proc to tell processes apart")
+    claim = {**me, "pid": sleeper.pid, "start": open(f"/proc/{sleeper.pid}/stat").read()
+             .rsplit(")", 1)[1].split()[19]}
+    write_claim(tmp_path, **claim)
+    assert live_writer(tmp_path) == claim
+    with pytest.raises(ReslabError, match=f"being written by process {sleeper.pid} on "):
+        claim_writer(tmp_path)
+    with pytest.raises(ReslabError, match="see .*writer.json"):
+        check_not_written(tmp_path)
+    release_writer(tmp_path)  # not ours: kept
+    assert (tmp_path / WRITER_FILE).is_file()
+    write_claim(tmp_path, **{**claim, "start": "1"})  # the pid, reused by another process
+    assert live_writer(tmp_path) is None
+    sleeper.kill()
+    sleeper.wait()
+    write_claim(tmp_path, **claim)
+    assert live_writer(tmp_path) is None  # its process is gone
+    claim_writer(tmp_path)  # the dead claim is replaced
+    assert json.loads((tmp_path / WRITER_FILE).read_text()) == this_process()
+
+
+@pytest.mark.parametrize("claim", [
+    {"host": "another-host", "pid": 12345},
+    {"host": socket.gethostname(), "pid": 12345, "namespace": "pid:[another container]"},
+])
+def test_unprobed_writer_counts_as_live_while_the_folder_changes(tmp_path, claim):
+    write_claim(tmp_path, **claim)
+    (tmp_path / "metrics.csv").write_text("iteration\n")
+    assert live_writer(tmp_path) == claim
+    assert live_writer(tmp_path, now=time.time() + QUIET_SECONDS + 1) is None
+    with pytest.raises(ReslabError, match="being written by process 12345"):
+        claim_writer(tmp_path)
+    quiet = time.time() - QUIET_SECONDS - 1
+    for name in (WRITER_FILE, "metrics.csv"):
+        os.utime(tmp_path / name, (quiet, quiet))
+    claim_writer(tmp_path)
+    assert json.loads((tmp_path / WRITER_FILE).read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("text", ["", "{\"host\": \"x\"", "[1, 2]"])
+def test_damaged_claim_is_replaced(tmp_path, text):
+    (tmp_path / WRITER_FILE).write_text(text)
+    assert live_writer(tmp_path) is None
+    claim_writer(tmp_path)
+    assert json.loads((tmp_path / WRITER_FILE).read_text()) == this_process()
