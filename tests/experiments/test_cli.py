@@ -63,11 +63,16 @@ def test_experiment_out_that_is_a_file(capsys, tmp_path):
     assert "file.txt: it is a file" in one_error_line(capsys)
 
 
+def copied_run(degradation_dir, folder, *, data="fashion-mnist"):
+    """A copy of the tiny ResNet-8 run, recorded as trained on ``data``."""
+    shutil.copytree(degradation_dir / "runs" / "resnet8", folder)
+    config = folder / "config.toml"
+    config.write_text(config.read_text().replace('"fashion-mnist"', f'"{data}"'))
+    return folder
+
+
 def test_layer_responses_refuses_mixed_data_and_active_runs(degradation_dir, tmp_path, capsys):
-    mnist = tmp_path / "mnist-run"
-    shutil.copytree(degradation_dir / "runs" / "resnet8", mnist)
-    config = mnist / "config.toml"
-    config.write_text(config.read_text().replace('"fashion-mnist"', '"mnist"'))
+    mnist = copied_run(degradation_dir, tmp_path / "mnist-run", data="mnist")
     assert main(["experiment", "layer-responses", str(degradation_dir / "runs" / "plain8"),
                  str(mnist), "--out", str(tmp_path / "lr")]) == 2
     assert "different data sets" in one_error_line(capsys)
@@ -137,17 +142,13 @@ def test_damaged_experiment_json(tmp_path, capsys):
 def test_layer_responses_refuses_what_it_cannot_measure(degradation_dir, tmp_path, capsys):
     from tests.checkpoint_fixtures import write_checkpoint
 
-    imagenet = tmp_path / "imagenet-run"
-    shutil.copytree(degradation_dir / "runs" / "resnet8", imagenet)
-    config = imagenet / "config.toml"
-    config.write_text(config.read_text().replace('"fashion-mnist"', '"imagenet"'))
+    imagenet = copied_run(degradation_dir, tmp_path / "imagenet-run", data="imagenet")
     assert main(["experiment", "layer-responses", str(imagenet),
                  "--out", str(tmp_path / "lr")]) == 2
     assert "trained on imagenet: layer responses are measured on the test split of a small " \
            "data set (cifar10, cifar100, fashion-mnist, mnist)" in one_error_line(capsys)
 
-    lenet = tmp_path / "lenet-run"
-    shutil.copytree(degradation_dir / "runs" / "resnet8", lenet)
+    lenet = copied_run(degradation_dir, tmp_path / "lenet-run")
     for name in ("last.safetensors", "best.safetensors"):
         (lenet / name).unlink(missing_ok=True)
     write_checkpoint(lenet / "last.safetensors", model="lenet5", size=32)
