@@ -50,7 +50,14 @@ def choices_hint(choices: Iterable[str], limit: int = 40) -> str:
 
 
 def natural_key(text: str) -> tuple:
-    """Sort key putting ``resnet20`` before ``resnet110`` (numbers compared as numbers)."""
+    """Sort key putting ``resnet20`` before ``resnet110`` (numbers compared as numbers).
+
+    Args:
+        text: The string to sort.
+
+    Returns:
+        A tuple comparing digit runs by value and the other runs as text.
+    """
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text))
 
 

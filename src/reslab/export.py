@@ -34,7 +34,15 @@ MIN_OPSET = 18  # the torch.export-based exporter's oldest opset
 
 
 def onnx_metadata(predictor: Predictor) -> dict[str, str]:
-    """The ``metadata_props`` written into the ONNX file (all values are strings)."""
+    """The ``metadata_props`` written into the ONNX file (all values are strings).
+
+    Args:
+        predictor: The loaded checkpoint.
+
+    Returns:
+        ``reslab.model``, ``reslab.classes`` and ``reslab.preprocess`` (JSON),
+        ``reslab.paper_ref`` and ``reslab.version``.
+    """
     from reslab import __version__
 
     return {

@@ -62,7 +62,15 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is supported (and worth using) on ``device``."""
+    """Whether bf16 autocast is supported (and worth using) on ``device``.
+
+    Args:
+        device: The device to check.
+
+    Returns:
+        On CUDA, what ``torch.cuda.is_bf16_supported()`` says; True on the CPU; False
+        elsewhere.
+    """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu"

@@ -34,7 +34,14 @@ COLUMNS = ("iteration", "layer", "activation_std", "grad_std", "update_ratio")
 
 
 def monitored_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The weight layers (convolutions and fully-connected layers) in forward order."""
+    """The weight layers (convolutions and fully-connected layers) in forward order.
+
+    Args:
+        model: The model to search.
+
+    Returns:
+        Module name (as in ``named_modules``) to module, for every ``nn.Conv2d`` and ``nn.Linear``.
+    """
     return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
@@ -66,7 +73,12 @@ class Monitor:
 
     def after_backward(self, iteration: int) -> None:
         """After ``loss.backward()`` of ``iteration`` (1-based): read the gradients and keep a
-        copy of the weights the optimizer is about to change."""
+        copy of the weights the optimizer is about to change.
+
+        Args:
+            iteration: The iteration just run, 1-based; nothing is done unless it is a multiple of
+                ``every``.
+        """
         if iteration % self.every:
             return
         self._disarm()
@@ -76,7 +88,11 @@ class Monitor:
 
     def after_step(self, iteration: int) -> None:
         """After ``optimizer.step()`` of ``iteration``: write the row of a monitored iteration,
-        and arm the hooks when the next iteration is monitored."""
+        and arm the hooks when the next iteration is monitored.
+
+        Args:
+            iteration: The iteration just run, 1-based.
+        """
         if iteration % self.every == 0 and self._before:
             self._write(iteration)
         self._arm_if_due(iteration + 1)
@@ -140,7 +156,15 @@ class MonitorRow:
 
 
 def read_monitor(path: str | Path) -> list[MonitorRow]:
-    """Rows of a monitor.csv (empty when the file does not exist; cut lines are dropped)."""
+    """Rows of a monitor.csv (empty when the file does not exist; cut lines are dropped).
+
+    Args:
+        path: The ``monitor.csv`` file.
+
+    Returns:
+        One :class:`MonitorRow` per complete row, in file order (rows with a missing or
+        non-numeric field are skipped).
+    """
     rows = []
     for r in read_csv(path):
         try:

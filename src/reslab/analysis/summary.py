@@ -80,7 +80,15 @@ class Footprint:
     depth: int = 0
 
     def window(self, kernel: Sequence[int], stride: Sequence[int]) -> Footprint:
-        """The footprint after a sliding window (dilation folded into ``kernel``)."""
+        """The footprint after a sliding window (dilation folded into ``kernel``).
+
+        Args:
+            kernel: Window size per spatial dimension, dilation included.
+            stride: Stride per spatial dimension.
+
+        Returns:
+            A new footprint with the receptive field and jump grown; the depth is unchanged.
+        """
         return Footprint(
             tuple(r + (k - 1) * j for r, k, j in zip(self.rf, kernel, self.jump)),
             tuple(j * s for j, s in zip(self.jump, stride)),
@@ -92,7 +100,14 @@ UNKNOWN = Footprint((), ())  # a tensor not computed from the input
 
 
 def tensors(tree: Any) -> list[Tensor]:
-    """The tensors in a nested structure (an op's or a module's arguments or outputs)."""
+    """The tensors in a nested structure (an op's or a module's arguments or outputs).
+
+    Args:
+        tree: Any nesting of lists, tuples and dicts (a pytree), or a single value.
+
+    Returns:
+        Its tensor leaves, in pytree order.
+    """
     return [t for t in pytree.tree_leaves(tree) if isinstance(t, Tensor)]
 
 
@@ -196,7 +211,11 @@ class FootprintMode(TorchDispatchMode):
         self.footprints = WeakTensorKeyDictionary()
 
     def tag(self, x: Tensor) -> None:
-        """Mark ``x`` as the input image: one pixel, stride one, no layers."""
+        """Mark ``x`` as the input image: one pixel, stride one, no layers.
+
+        Args:
+            x: The input batch, (N, C, H, W) (any number of spatial dimensions).
+        """
         ndim = x.dim() - 2
         self.footprints[x] = Footprint((1,) * ndim, (1,) * ndim)
 
@@ -317,7 +336,14 @@ class ModelSummary:
     stages: list[StageRow] = field(default_factory=list)
 
     def rows(self, *, all_layers: bool = False) -> list[LayerRow]:
-        """The table's rows: conv, fc and pool layers, or every leaf with ``all_layers``."""
+        """The table's rows: conv, fc and pool layers, or every leaf with ``all_layers``.
+
+        Args:
+            all_layers: Include every leaf module (BN, ReLU, ...), not only conv/fc/pool layers.
+
+        Returns:
+            The selected :class:`LayerRow` objects, in execution order.
+        """
         return [row for row in self.layers if all_layers or row.kind != "other"]
 
     def to_dict(self, *, all_layers: bool = False) -> dict[str, Any]:
@@ -334,7 +360,14 @@ class ModelSummary:
 
 
 def model_label(model: nn.Module) -> str:
-    """The registered name of a model from :func:`reslab.create_model`, else its class name."""
+    """The registered name of a model from :func:`reslab.create_model`, else its class name.
+
+    Args:
+        model: Any model.
+
+    Returns:
+        ``model.model_name`` when set, else the class name.
+    """
     return getattr(model, "model_name", type(model).__name__)
 
 
@@ -382,7 +415,15 @@ def check_model_runs(model: nn.Module, in_channels: int, input_size: Sequence[in
 @contextlib.contextmanager
 def trial_forward(model: nn.Module, x: Tensor) -> Iterator[None]:
     """Run the block in eval mode without gradients, turning a failed forward on ``x`` into
-    :func:`cannot_run`'s error; the model's train/eval mode is restored afterwards."""
+    :func:`cannot_run`'s error; the model's train/eval mode is restored afterwards.
+
+    Args:
+        model: The model the block runs.
+        x: The input batch the block feeds it, (N, C, H, W) (named in the error).
+
+    Raises:
+        ReslabError: The block raised a ``RuntimeError`` (see :func:`cannot_run`).
+    """
     was_training = model.training
     model.eval()
     try:
@@ -395,7 +436,16 @@ def trial_forward(model: nn.Module, x: Tensor) -> Iterator[None]:
 
 
 def cannot_run(model: nn.Module, x: Tensor, exc: RuntimeError) -> ReslabError:
-    """The error for a forward pass that failed on ``x``: model, input size and torch's reason."""
+    """The error for a forward pass that failed on ``x``: model, input size and torch's reason.
+
+    Args:
+        model: The model that failed.
+        x: The input batch it failed on, (N, C, H, W).
+        exc: The forward pass's error; its first line is quoted as the reason.
+
+    Returns:
+        The error to raise (not raised here).
+    """
     reason = str(exc).strip().splitlines()[0]
     default = getattr(model, "default_input_size", None)
     hint = f"; its default input is {default[0]}x{default[1]}" if default else ""
@@ -405,7 +455,17 @@ def cannot_run(model: nn.Module, x: Tensor, exc: RuntimeError) -> ReslabError:
 
 
 def first_conv_channels(model: nn.Module) -> int:
-    """Input channels of the model's first convolution."""
+    """Input channels of the model's first convolution.
+
+    Args:
+        model: Any model.
+
+    Returns:
+        ``in_channels`` of the first convolution in ``model.modules()`` order.
+
+    Raises:
+        ReslabError: The model has no convolution.
+    """
     for module in model.modules():
         if isinstance(module, nn.modules.conv._ConvNd):
             return module.in_channels
@@ -413,7 +473,14 @@ def first_conv_channels(model: nn.Module) -> int:
 
 
 def layer_kind(module: nn.Module) -> str:
-    """``"conv"``, ``"fc"``, ``"pool"`` or ``"other"``."""
+    """``"conv"``, ``"fc"``, ``"pool"`` or ``"other"``.
+
+    Args:
+        module: A module (a leaf of the model).
+
+    Returns:
+        Its kind from :data:`LAYER_KINDS`, ``"other"`` when none matches.
+    """
     return next((kind for cls, kind in LAYER_KINDS if isinstance(module, cls)), "other")
 
 
@@ -489,7 +556,15 @@ class _Recorder:
         )
 
     def stages(self, output: Tensor) -> list[StageRow]:
-        """One row per stage and the head (whose output is the model's), after the forward."""
+        """One row per stage and the head (whose output is the model's), after the forward.
+
+        Args:
+            output: The model's output of the recorded forward pass (the head's output).
+
+        Returns:
+            A :class:`StageRow` per ``feature_info`` stage plus ``head``; empty when the model
+            has no ``feature_info``.
+        """
         if not self.stage_ends:
             return []
         names = [name for _, name in self.stage_ends] + ["head"]
@@ -611,7 +686,15 @@ def compare(
 
 
 def si(value: float, *, unit: str = "") -> str:
-    """``value`` with a K/M/G/T suffix and three significant figures (``3.86G``)."""
+    """``value`` with a K/M/G/T suffix and three significant figures (``3.86G``).
+
+    Args:
+        value: The number.
+        unit: Text appended after the suffix (e.g. ``"B"``).
+
+    Returns:
+        The text, e.g. ``3.86G``; no suffix below 1000.
+    """
     for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(value) >= factor:
             return f"{value / factor:.3g}{suffix}{unit}"
@@ -619,17 +702,38 @@ def si(value: float, *, unit: str = "") -> str:
 
 
 def byte_size(num_bytes: int) -> str:
-    """Bytes with a decimal K/M/G prefix (``61MB``, ``802KB``), as the course counts them."""
+    """Bytes with a decimal K/M/G prefix (``61MB``, ``802KB``), as the course counts them.
+
+    Args:
+        num_bytes: A size in bytes.
+
+    Returns:
+        The text, e.g. ``61MB``.
+    """
     return si(num_bytes, unit="B")
 
 
 def shape_text(shape: Sequence[int]) -> str:
-    """A shape as ``64x112x112``."""
+    """A shape as ``64x112x112``.
+
+    Args:
+        shape: The sizes, e.g. a tensor's shape without the batch dimension.
+
+    Returns:
+        The sizes joined by ``x``.
+    """
     return "x".join(map(str, shape))
 
 
 def size_text(values: Sequence[int]) -> str:
-    """``7`` for a square (7, 7), else ``7x3``; ``-`` when unknown."""
+    """``7`` for a square (7, 7), else ``7x3``; ``-`` when unknown.
+
+    Args:
+        values: Sizes per spatial dimension (e.g. a receptive field); may be empty.
+
+    Returns:
+        The text.
+    """
     if not values:
         return "-"
     return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))

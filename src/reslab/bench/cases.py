@@ -151,7 +151,16 @@ def fast_paths(device: torch.device, *, compile: bool) -> dict[str, bool]:
     """Our training switches on ``device``: channels-last everywhere (the training default on
     CUDA and the CPU, see :func:`reslab.train.step.device_defaults`), bf16 and CUDA graphs on
     CUDA (the graphs give way to ``compile``); no bf16 on the CPU (ten times slower on one
-    without bf16 instructions, see docs/PERFORMANCE.md)."""
+    without bf16 instructions, see docs/PERFORMANCE.md).
+
+    Args:
+        device: The device the training runs on.
+        compile: Whether ``torch.compile`` is used (``compile_step``; turns CUDA graphs off).
+
+    Returns:
+        :class:`reslab.train.step.TrainStep` switches: ``amp``, ``channels_last``,
+        ``compile_step`` and ``cuda_graphs``.
+    """
     gpu = device.type == "cuda"
     return {"amp": gpu, "channels_last": device.type in CHANNELS_LAST_DEVICES,
             "compile_step": compile,
@@ -159,7 +168,14 @@ def fast_paths(device: torch.device, *, compile: bool) -> dict[str, bool]:
 
 
 def describe_switches(switches: dict[str, bool]) -> str:
-    """``fused SGD, amp, channels_last`` from the switches that are on."""
+    """``fused SGD, amp, channels_last`` from the switches that are on.
+
+    Args:
+        switches: Switch name to whether it is on, as from :func:`fast_paths`.
+
+    Returns:
+        ``fused SGD`` followed by the names of the switches that are on, comma-separated.
+    """
     return ", ".join(["fused SGD", *(name for name, on in switches.items() if on)])
 
 
@@ -167,7 +183,16 @@ def describe_switches(switches: dict[str, bool]) -> str:
 
 
 def synthetic_images(n: int, size: int, *, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """CIFAR-shaped random data: uint8 [n, 3, size, size] and 10-class labels [n]."""
+    """CIFAR-shaped random data: uint8 [n, 3, size, size] and 10-class labels [n].
+
+    Args:
+        n: Number of images.
+        size: Height and width in pixels.
+        seed: Seed of the generator the images and labels are drawn from.
+
+    Returns:
+        (images, labels): uint8 [n, 3, size, size] in 0..255 and int64 labels [n] in 0..9.
+    """
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, size, size), generator=generator, dtype=torch.uint8)
     return images, torch.randint(0, 10, (n,), generator=generator)
@@ -187,7 +212,18 @@ class AugmentBatch:
 def baseline_loader(images: Tensor, labels: Tensor, *, batch_size: int, workers: int,
                     device: torch.device) -> DataLoader:
     """The torchvision way: a ``DataLoader`` over a ``TensorDataset``, each image cropped from
-    its 4-pixel zero padding, flipped at random and normalised per channel."""
+    its 4-pixel zero padding, flipped at random and normalised per channel.
+
+    Args:
+        images: uint8 images [N, C, H, W] (square: the crop size is ``W``).
+        labels: Labels [N].
+        batch_size: Images per batch (the last incomplete batch is dropped).
+        workers: ``DataLoader`` worker processes (0: load in this process).
+        device: Target device; memory is pinned when it is CUDA (batches are not moved here).
+
+    Returns:
+        The shuffling ``DataLoader``.
+    """
     scaled = images.float() / 255
     mean, std = scaled.mean((0, 2, 3)).tolist(), scaled.std((0, 2, 3)).tolist()
     transform = v2.Compose([
@@ -201,7 +237,18 @@ def baseline_loader(images: Tensor, labels: Tensor, *, batch_size: int, workers:
 
 def fast_loader(images: Tensor, labels: Tensor, *, batch_size: int, device: torch.device,
                 channels_last: bool) -> TensorLoader:
-    """reslab's loader on the same images: on the device, augmented with batched ops."""
+    """reslab's loader on the same images: on the device, augmented with batched ops.
+
+    Args:
+        images: uint8 images [N, C, H, W].
+        labels: Labels [N].
+        batch_size: Images per batch.
+        device: Where the loader keeps the images and produces batches.
+        channels_last: Produce channels-last batches.
+
+    Returns:
+        A training-mode :class:`reslab.data.TensorLoader` that subtracts the per-pixel mean.
+    """
     return TensorLoader(images, labels, batch_size=batch_size, device=device, train=True,
                         mean=per_pixel_mean(images), channels_last=channels_last)
 
@@ -265,7 +312,16 @@ def reslab_training(model: nn.Module, batches: Callable[[bool], Iterator[tuple[T
 
 def fetch_unit(batches: Iterator[tuple[Tensor, Tensor]], *, device: torch.device,
                iters: int) -> Unit:
-    """Take ``iters`` batches and put them on ``device`` (the data pipeline alone)."""
+    """Take ``iters`` batches and put them on ``device`` (the data pipeline alone).
+
+    Args:
+        batches: An endless iterator of (images, labels).
+        device: Where each batch is moved.
+        iters: Batches per call.
+
+    Returns:
+        The unit.
+    """
 
     def unit() -> None:
         for _ in range(iters):
@@ -276,13 +332,27 @@ def fetch_unit(batches: Iterator[tuple[Tensor, Tensor]], *, device: torch.device
 
 
 def reslab_model(name: str) -> nn.Module:
-    """Our net of torchvision's architecture (``v1.5`` bottleneck for the ImageNet nets)."""
+    """Our net of torchvision's architecture (``v1.5`` bottleneck for the ImageNet nets).
+
+    Args:
+        name: A registered reslab model name (also a torchvision one, e.g. ``resnet50``).
+
+    Returns:
+        The freshly initialised model, on the CPU.
+    """
     options = {"variant": "v1.5"} if model_info(name).family == "imagenet" else {}
     return create_model(name, **options)
 
 
 def timm_model(name: str) -> nn.Module | None:
-    """timm's net of that name, or None when timm is not installed."""
+    """timm's net of that name, or None when timm is not installed.
+
+    Args:
+        name: A timm model name.
+
+    Returns:
+        The freshly initialised timm model, or None when timm is not installed.
+    """
     try:
         import timm
     except ImportError:
@@ -294,7 +364,14 @@ def timm_model(name: str) -> nn.Module | None:
 
 
 def small_training(settings: Settings) -> Case:
-    """ResNet-20 training at 32x32, batch 128: the torchvision-style loop against ours."""
+    """ResNet-20 training at 32x32, batch 128: the torchvision-style loop against ours.
+
+    Args:
+        settings: The run's settings (its ``small`` entry gives model, image size and batch).
+
+    Returns:
+        The case: the torchvision-style baseline first, then :func:`reslab_training`'s candidates.
+    """
     name, size, batch = settings.small
     device, iters = settings.device, settings.iters
     images, labels = synthetic_images(batch * 10, size)
@@ -325,7 +402,14 @@ def small_training(settings: Settings) -> Case:
 
 
 def large_training(settings: Settings) -> Case:
-    """ResNet-50 training on one fixed batch: torchvision and timm eager fp32 against ours."""
+    """ResNet-50 training on one fixed batch: torchvision and timm eager fp32 against ours.
+
+    Args:
+        settings: The run's settings (its ``large`` entry gives model, image size and batch).
+
+    Returns:
+        The case: torchvision first, timm when installed, then ours, all with the same weights.
+    """
     name, size, batch = settings.large
     device, iters = settings.device, settings.iters
     torch.manual_seed(0)
@@ -396,7 +480,18 @@ def inference(settings: Settings, batch: int, *, folder: Path) -> Case:
 
 def eager_candidate(name: str, model: nn.Module, x: Tensor, *, iters: int,
                     settings: str) -> Candidate:
-    """An eval-mode model called under ``no_grad``, as most inference code does."""
+    """An eval-mode model called under ``no_grad``, as most inference code does.
+
+    Args:
+        name: The candidate's name.
+        model: An eval-mode model on ``x``'s device.
+        x: The input batch [B, C, H, W].
+        iters: Forward passes per call.
+        settings: How it runs, in words.
+
+    Returns:
+        The candidate.
+    """
     forward = torch.no_grad()(model)
     return Candidate(name, repeat(forward, x, iters), settings, forward=forward)
 
@@ -404,7 +499,17 @@ def eager_candidate(name: str, model: nn.Module, x: Tensor, *, iters: int,
 def fast_inference_candidate(model: nn.Module, x: Tensor, *, iters: int,
                              compile: bool) -> Candidate:
     """Ours: BN folded into the convolutions, channels-last, ``inference_mode``, bf16 autocast
-    on CUDA, and ``torch.compile`` when asked."""
+    on CUDA, and ``torch.compile`` when asked.
+
+    Args:
+        model: The net (its BN is folded into a copy, moved to ``x``'s device).
+        x: The input batch [B, C, H, W], on the measured device.
+        iters: Forward passes per call.
+        compile: Wrap the folded net in ``torch.compile``.
+
+    Returns:
+        The candidate.
+    """
     device = x.device
     gpu = device.type == "cuda"
     net = fold_batchnorm(model).to(device, memory_format=torch.channels_last)
@@ -424,7 +529,17 @@ def fast_inference_candidate(model: nn.Module, x: Tensor, *, iters: int,
 
 def onnx_candidate(model: nn.Module, x: Tensor, *, iters: int, folder: Path) -> Candidate | None:
     """ONNX Runtime (CPU) on the file ``reslab export`` writes for ``model``; None when
-    onnxruntime is not installed."""
+    onnxruntime is not installed.
+
+    Args:
+        model: The net, with an ``fc`` head and a ``model_name``.
+        x: The input batch [B, C, H, W], on the CPU.
+        iters: Forward passes per call.
+        folder: Where the ONNX file is written.
+
+    Returns:
+        The candidate, or None when onnxruntime is not installed.
+    """
     try:
         import onnxruntime
     except ImportError:
@@ -453,7 +568,16 @@ def onnx_candidate(model: nn.Module, x: Tensor, *, iters: int, folder: Path) -> 
 
 
 def repeat(forward: Callable[[Tensor], Tensor], x: Tensor, iters: int) -> Unit:
-    """A unit of ``iters`` forward passes on ``x``."""
+    """A unit of ``iters`` forward passes on ``x``.
+
+    Args:
+        forward: Maps a batch to logits.
+        x: The input batch.
+        iters: Forward passes per call.
+
+    Returns:
+        The unit.
+    """
 
     def unit() -> None:
         for _ in range(iters):
@@ -463,7 +587,14 @@ def repeat(forward: Callable[[Tensor], Tensor], x: Tensor, iters: int) -> Unit:
 
 
 def data_pipeline(settings: Settings) -> Case:
-    """Batches per second of the torchvision ``DataLoader`` and of ``TensorLoader``."""
+    """Batches per second of the torchvision ``DataLoader`` and of ``TensorLoader``.
+
+    Args:
+        settings: The run's settings (its ``small`` entry gives image size and batch).
+
+    Returns:
+        The case: the torchvision ``DataLoader`` first, then ``TensorLoader``.
+    """
     _, size, batch = settings.small
     device = settings.device
     images, labels = synthetic_images(batch * 10, size)

@@ -28,7 +28,11 @@ Unit = Callable[[], object]  # one timed piece of work
 
 
 def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU)."""
+    """Wait for the device's queued work (a no-op on the CPU).
+
+    Args:
+        device: The device to wait for (only CUDA and MPS queue work).
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -70,7 +74,15 @@ def interleave(
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100), linear between the closest ranks."""
+    """The ``q``-th percentile (0-100), linear between the closest ranks.
+
+    Args:
+        values: The samples (at least one).
+        q: The percentile, 0 to 100.
+
+    Returns:
+        The interpolated value.
+    """
     ordered = sorted(values)
     position = (len(ordered) - 1) * q / 100
     low = int(position)
@@ -79,7 +91,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def median_ratio(baseline: Sequence[float], candidate: Sequence[float]) -> float:
-    """The median over rounds of ``baseline time / candidate time`` (the speed-up)."""
+    """The median over rounds of ``baseline time / candidate time`` (the speed-up).
+
+    Args:
+        baseline: The baseline's seconds, one per round.
+        candidate: The candidate's seconds for the same rounds.
+
+    Returns:
+        The median of the per-round ratios (above 1: the candidate is faster).
+    """
     return statistics.median(b / c for b, c in zip(baseline, candidate))
 
 
@@ -108,7 +128,17 @@ def count_flops(build: Callable[[], nn.Module], shape: Sequence[int], *, train: 
 def matmul_peak(device: torch.device, dtype: torch.dtype, *, size: int, repeats: int) -> float:
     """The machine's reference speed: FLOP/s of a large square matrix product in ``dtype``,
     the median of ``repeats`` after one warm-up, measured now (under the same load as the
-    rows it is compared with)."""
+    rows it is compared with).
+
+    Args:
+        device: Where the product runs.
+        dtype: The matrices' dtype.
+        size: Side of the square matrices.
+        repeats: Timed products.
+
+    Returns:
+        FLOP/s (``2 * size**3`` over the median time).
+    """
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator).to(device, dtype) for _ in range(2))
     _, (times,) = interleave([lambda: a @ b], warmup=1, repeats=repeats, device=device,
@@ -152,6 +182,14 @@ def peak_memory(unit: Unit, device: torch.device) -> int:
     """Peak bytes that one call of ``unit`` allocates above what was allocated before it.
 
     On CUDA the caching allocator's statistics; elsewhere :class:`TensorMemory`.
+
+    Args:
+        unit: The work, called once.
+        device: Its device: CUDA uses the allocator's statistics, anything else
+            :class:`TensorMemory`.
+
+    Returns:
+        The peak in bytes.
     """
     if device.type == "cuda":
         synchronize(device)
@@ -174,7 +212,15 @@ def load_average() -> list[float]:
 
 
 def machine(device: torch.device) -> dict[str, object]:
-    """What the numbers were measured on: processor or GPU, cores, threads and versions."""
+    """What the numbers were measured on: processor or GPU, cores, threads and versions.
+
+    Args:
+        device: The measured device (a CUDA device adds the GPU's name).
+
+    Returns:
+        ``cpu``, ``cores``, ``torch_threads``, ``python``, ``gpu`` (CUDA only) and the versions
+        of torch, torchvision, timm and onnxruntime (None when not installed).
+    """
     info: dict[str, object] = {
         "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -100,7 +100,16 @@ def run_suite(settings: Settings, models: Sequence[str]) -> Report:
 
 
 def measure(case: Case, settings: Settings, peaks: dict[torch.dtype, float]) -> list[Row]:
-    """Time a case's candidates in turns, then take their memory and check their outputs."""
+    """Time a case's candidates in turns, then take their memory and check their outputs.
+
+    Args:
+        case: The case, baseline candidate first.
+        settings: The run's settings (device and warm-up rounds).
+        peaks: Matmul FLOP/s per dtype, for the % of peak.
+
+    Returns:
+        One :class:`Row` per candidate, in the case's order.
+    """
     first, times = interleave([c.unit for c in case.candidates], warmup=settings.warmup,
                               repeats=case.repeats, device=settings.device, label=case.name)
     rows = []
@@ -121,7 +130,16 @@ def measure(case: Case, settings: Settings, peaks: dict[torch.dtype, float]) -> 
 
 
 def deviation(case: Case, forward: Callable[[Tensor], Tensor] | None) -> float | None:
-    """Largest |logit difference| between a candidate and the baseline on the check batch."""
+    """Largest |logit difference| between a candidate and the baseline on the check batch.
+
+    Args:
+        case: The case; its ``check`` batch and first candidate's ``forward`` are the reference.
+        forward: The candidate's logits function; None for candidates without one.
+
+    Returns:
+        The largest absolute difference, or None when the case has no check batch or
+        ``forward`` is None.
+    """
     if case.check is None or forward is None:
         return None
     reference = case.candidates[0].forward(case.check).float().cpu()
@@ -129,12 +147,26 @@ def deviation(case: Case, forward: Callable[[Tensor], Tensor] | None) -> float |
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    """``float32`` for ``torch.float32``."""
+    """``float32`` for ``torch.float32``.
+
+    Args:
+        dtype: A torch dtype.
+
+    Returns:
+        Its name without the ``torch.`` prefix.
+    """
     return str(dtype).removeprefix("torch.")
 
 
 def format_report(report: Report) -> str:
-    """The table, its settings and the conditions of the measurement, as text."""
+    """The table, its settings and the conditions of the measurement, as text.
+
+    Args:
+        report: From :func:`run_suite`.
+
+    Returns:
+        The text, ending with a line of the total seconds.
+    """
     settings, info = report.settings, report.machine
     header = ["case", "candidate", "images/s", "ms/iter", "p90 ms", "x base", "% peak",
               "step MB", "first s", "max|dlogit|"]

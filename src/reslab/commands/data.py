@@ -67,14 +67,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    """Run ``reslab data get``."""
+    """Run ``reslab data get``.
+
+    Args:
+        args: The parsed command line (``name``, ``data_dir``, ``mirror``).
+
+    Returns:
+        The exit status, 0.
+    """
     folder = download(args.name, args.data_dir, mirrors=tuple(args.mirror or ()) or None)
     print(f"{args.name}: {folder}")
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Run ``reslab data verify``."""
+    """Run ``reslab data verify``.
+
+    Args:
+        args: The parsed command line (``name``, ``data_dir``).
+
+    Returns:
+        The exit status, 0.
+    """
     for line in verify(args.name, args.data_dir):
         print(line)
     print("ok")
@@ -82,7 +96,18 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    """Run ``reslab data show``."""
+    """Run ``reslab data show``.
+
+    Args:
+        args: The parsed command line (``name``, ``data_dir``, ``split``, ``augmented``,
+            ``count``, ``seed``, ``output``).
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        ReslabError: ``-n`` is below 1.
+    """
     from reslab.io import check_output_path
 
     check_output_path(args.output)

@@ -83,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_summary(evaluation: Evaluation, files: dict[str, Path]) -> None:
-    """The results as text: errors, per-class accuracy (up to 20 classes), written files."""
+    """The results as text: errors, per-class accuracy (up to 20 classes), written files.
+
+    Args:
+        evaluation: The finished evaluation.
+        files: The written files: ``metrics`` (JSON) and ``confusion_matrix`` (PNG).
+    """
     result = evaluation.result
     print(f"{evaluation.predictor.model_name} ({evaluation.predictor.source}) on "
           f"{evaluation.data} {evaluation.split} ({evaluation.protocol}), {result.count} images")

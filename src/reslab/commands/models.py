@@ -77,17 +77,42 @@ def progress_enabled() -> bool:
 
 @functools.cache
 def figures(name: str, **options: Any) -> Totals:
-    """A model's totals at its default input size, batch 1 (shapes only, nothing allocated)."""
+    """A model's totals at its default input size, batch 1 (shapes only, nothing allocated).
+
+    Args:
+        name: A registered model name.
+        **options: Passed to :func:`reslab.create_model` (hashable values: results are cached).
+
+    Returns:
+        The model's :class:`reslab.analysis.summary.Totals`.
+    """
     return summarize(build_model(name, device=SHAPES_ONLY, **options), device=SHAPES_ONLY).totals
 
 
 def param_count(name: str, **options: Any) -> int:
-    """A model's parameters, without running it."""
+    """A model's parameters, without running it.
+
+    Args:
+        name: A registered model name.
+        **options: Passed to :func:`reslab.create_model`.
+
+    Returns:
+        The number of parameters.
+    """
     return sum(p.numel() for p in build_model(name, device=SHAPES_ONLY, **options).parameters())
 
 
 def each(names: Sequence[str], label: str, *, progress: bool) -> Iterable[str]:
-    """``names`` with a progress bar (sizing a 1202-layer net takes a few seconds)."""
+    """``names`` with a progress bar (sizing a 1202-layer net takes a few seconds).
+
+    Args:
+        names: The model names.
+        label: The progress bar's description.
+        progress: Show the bar.
+
+    Returns:
+        An iterable over ``names``.
+    """
     return tqdm(names, desc=label, unit="model", disable=not progress, leave=False)
 
 
@@ -109,7 +134,16 @@ def listing(names: Sequence[str]) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, left: int = 1) -> str:
-    """A GitHub markdown table: the first ``left`` columns text, the others right-aligned."""
+    """A GitHub markdown table: the first ``left`` columns text, the others right-aligned.
+
+    Args:
+        header: Column titles.
+        rows: The cells (any values, written with ``str``).
+        left: How many leading columns are left-aligned.
+
+    Returns:
+        The table's lines, without a final newline.
+    """
     rule = [":---"] * left + ["---:"] * (len(header) - left)
     return "\n".join("| " + " | ".join(map(str, cells)) + " |" for cells in (header, rule, *rows))
 
@@ -180,7 +214,14 @@ def catalogue(*, progress: bool = False) -> str:
 
 
 def imagenet_section(*, progress: bool) -> str:
-    """Table 1's nets: MACs of both variants beside the paper's, and params per shortcut option."""
+    """Table 1's nets: MACs of both variants beside the paper's, and params per shortcut option.
+
+    Args:
+        progress: Show a progress bar.
+
+    Returns:
+        The section's markdown.
+    """
     rows = []
     for depth in each(list(IMAGENET_ARCHS), "ImageNet", progress=progress):
         for kind, paper in (("resnet", f"{TABLE1_GMACS[depth]}G"), ("plain", "")):
@@ -199,7 +240,14 @@ def imagenet_section(*, progress: bool) -> str:
 
 
 def cifar_section(*, progress: bool) -> str:
-    """Sec. 4.2's nets: params per shortcut option (plain nets have none), MACs, depth."""
+    """Sec. 4.2's nets: params per shortcut option (plain nets have none), MACs, depth.
+
+    Args:
+        progress: Show a progress bar.
+
+    Returns:
+        The section's markdown.
+    """
     rows = []
     names = list_models("resnet*", family="cifar") + list_models("plain*", family="cifar")
     for name in each(names, "CIFAR", progress=progress):
@@ -215,7 +263,14 @@ def cifar_section(*, progress: bool) -> str:
 
 
 def classic_section(*, progress: bool) -> str:
-    """The course's case studies, and the note on VGG-16's activation memory."""
+    """The course's case studies, and the note on VGG-16's activation memory.
+
+    Args:
+        progress: Show a progress bar.
+
+    Returns:
+        The section's markdown.
+    """
     names = list_models(family="classic")
     totals = {name: figures(name) for name in each(names, "classic", progress=progress)}
     header = ["model", "source", "input", "params", "MACs", "activations", "act. memory", "depth"]

@@ -8,7 +8,12 @@ from reslab.errors import ReslabError
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    """Add the checkpoint argument and :func:`reslab.load`'s ``--model`` (and ``--device``)."""
+    """Add the checkpoint argument and :func:`reslab.load`'s ``--model`` (and ``--device``).
+
+    Args:
+        parser: The sub-command's parser.
+        device: Also add ``--device`` (default ``auto``).
+    """
     parser.add_argument("checkpoint", metavar="RUN_DIR|CKPT",
                         help="a run folder (best, else last checkpoint), a .safetensors file, "
                         "or a torchvision-style .pth/.pt state dict (with --model)")

@@ -49,7 +49,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def first_conv_weight(state: dict[str, Tensor], *, source: str) -> tuple[str, Tensor]:
-    """The first convolution kernel of a state dict (its first 4-d tensor, in stored order)."""
+    """The first convolution kernel of a state dict (its first 4-d tensor, in stored order).
+
+    Args:
+        state: Parameter name to tensor.
+        source: The checkpoint as given, for the error message.
+
+    Returns:
+        (key, weight [out_channels, in_channels, kh, kw]).
+
+    Raises:
+        ReslabError: The state dict holds no 4-d tensor.
+    """
     for key, value in state.items():
         if value.ndim == 4:
             return key, value

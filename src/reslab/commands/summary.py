@@ -24,7 +24,11 @@ SHAPES_ONLY = "meta"  # the device for sizing: shapes without storage
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The ``create_model`` options a sizing command accepts (passed on only when given)."""
+    """The ``create_model`` options a sizing command accepts (passed on only when given).
+
+    Args:
+        parser: The sub-command's parser (the options go into their own group).
+    """
     group = parser.add_argument_group("model options (passed to create_model)")
     group.add_argument("--num-classes", type=int, metavar="N", help="outputs of the last layer")
     group.add_argument("--in-channels", type=int, metavar="C", help="input image channels")
@@ -35,7 +39,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The model options given on the command line."""
+    """The model options given on the command line.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        ``num_classes``, ``in_channels``, ``shortcut`` and ``variant``, those given only.
+    """
     names = ("num_classes", "in_channels", "shortcut", "variant")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 

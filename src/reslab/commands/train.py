@@ -17,6 +17,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`TrainConfig` field (``--batch-size``, ``--amp/--no-amp``, ...).
 
     Flags default to None (not given); values are checked by :func:`reslab.train.config.coerce`.
+
+    Args:
+        parser: The ``reslab train`` parser (the flags go into their own group).
     """
     group = parser.add_argument_group("recipe (defaults: the preset, see docs/TRAINING.md)")
     for name, field in FIELDS.items():
@@ -38,7 +41,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
-    """The config keys given on the command line (flags and ``--set KEY=VALUE``)."""
+    """The config keys given on the command line (flags and ``--set KEY=VALUE``).
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        Config key to value: flags as parsed, ``--set`` values as strings (dashes in the key
+        become underscores); ``--set`` wins over a flag for the same key.
+
+    Raises:
+        ReslabError: A ``--set`` item has no ``=``.
+    """
     overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
     for item in args.set or []:
         key, sep, value = item.partition("=")

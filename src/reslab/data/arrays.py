@@ -41,7 +41,15 @@ class ArrayData:
         return len(self.labels)
 
     def subset(self, indices: Tensor, split: str) -> ArrayData:
-        """The samples at ``indices`` (int64 [M]), as split ``split``."""
+        """The samples at ``indices`` (int64 [M]), as split ``split``.
+
+        Args:
+            indices: Sample positions, int64 [M].
+            split: The new split's name.
+
+        Returns:
+            A new :class:`ArrayData` with the same classes and name.
+        """
         return ArrayData(self.images[indices], self.labels[indices], self.classes, self.name, split)
 
 

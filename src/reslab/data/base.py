@@ -22,7 +22,15 @@ from reslab.errors import ReslabError
 
 
 def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
-    """A tqdm progress bar on stderr, shown only when stderr is a terminal."""
+    """A tqdm progress bar on stderr, shown only when stderr is a terminal.
+
+    Args:
+        iterable: What to iterate over; None for a bar updated by hand.
+        **kwargs: Passed to ``tqdm`` (``total``, ``desc``, ``unit``, ...).
+
+    Returns:
+        The bar (disabled when stderr is not a terminal).
+    """
     return tqdm(iterable, disable=not sys.stderr.isatty(), **kwargs)
 
 
@@ -60,12 +68,23 @@ class SeededDataset(Dataset, abc.ABC):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw the next samples' randomness for ``epoch``."""
+        """Draw the next samples' randomness for ``epoch``.
+
+        Args:
+            epoch: The epoch, 0-based.
+        """
         self.epoch = epoch
 
     @abc.abstractmethod
     def load(self, index: int) -> tuple[Tensor, int]:
-        """Return sample ``index`` as (uint8 image [C, H, W], label), before the transform."""
+        """Return sample ``index`` as (uint8 image [C, H, W], label), before the transform.
+
+        Args:
+            index: The sample's position, ``0 <= index < len(self)``.
+
+        Returns:
+            (image, label): uint8 [C, H, W] and the class index.
+        """
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self.load(index)
@@ -78,7 +97,17 @@ class SeededDataset(Dataset, abc.ABC):
 
 def shard_bounds(start: int, size: int, rank: int, world_size: int) -> tuple[int, int]:
     """Positions ``[lo, hi)`` of rank ``rank``'s contiguous share of ``size`` positions from
-    ``start`` (shares differ by at most one, as :func:`torch.tensor_split`)."""
+    ``start`` (shares differ by at most one, as :func:`torch.tensor_split`).
+
+    Args:
+        start: The first position.
+        size: Positions to share.
+        rank: This process's rank, ``0 <= rank < world_size``.
+        world_size: Number of processes.
+
+    Returns:
+        ``(lo, hi)``; earlier ranks get the extra positions.
+    """
     base, extra = divmod(size, world_size)
     lo = start + rank * base + min(rank, extra)
     return lo, lo + base + (rank < extra)
@@ -104,7 +133,11 @@ class EpochPosition:
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first batch; if it is the epoch in progress (e.g. restored by
-        :meth:`load_state_dict`), iteration continues where it stopped."""
+        :meth:`load_state_dict`), iteration continues where it stopped.
+
+        Args:
+            epoch: The epoch, 0-based.
+        """
         if epoch != self.epoch:
             self.epoch, self.batch = epoch, 0
 
@@ -114,6 +147,9 @@ class EpochPosition:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a :meth:`state_dict`: the next batch is the first one not yet seen.
+
+        Args:
+            state: From :meth:`state_dict`.
 
         Raises:
             ReslabError: The state was made with another seed or does not fit this loader.
@@ -126,7 +162,15 @@ class EpochPosition:
 
     def shard(self, batch: int, num_samples: int) -> tuple[int, int]:
         """Positions ``[lo, hi)`` of this rank's part of global batch ``batch`` of an epoch of
-        ``num_samples`` positions."""
+        ``num_samples`` positions.
+
+        Args:
+            batch: The global batch's index within the epoch.
+            num_samples: Positions in the epoch (the last batch may be short).
+
+        Returns:
+            ``(lo, hi)``, from :func:`shard_bounds`.
+        """
         start = batch * self.batch_size
         size = min(self.batch_size, num_samples - start)
         return shard_bounds(start, size, self.rank, self.world_size)

@@ -69,7 +69,16 @@ FORMATS = {
 
 
 def find(info: DatasetInfo, root: Path) -> Path | None:
-    """The folder holding ``info``'s ``.bin`` files under ``root``, or None."""
+    """The folder holding ``info``'s ``.bin`` files under ``root``, or None.
+
+    Args:
+        info: ``cifar10`` or ``cifar100``.
+        root: The data dir.
+
+    Returns:
+        The first of :func:`reslab.data.registry.dataset_dirs` holding a record or meta file,
+        or None.
+    """
     fmt = FORMATS[info.name]
     for folder in dataset_dirs(info, root):
         if any((folder / name).is_file() for name in (*fmt.records, fmt.meta)):
@@ -89,6 +98,13 @@ def _whole_records(path: Path, size: int, fmt: CifarFormat) -> int:
 
 def record_counts(folder: Path, fmt: CifarFormat) -> dict[str, int]:
     """Check every file's size and return its number of records.
+
+    Args:
+        folder: The release's folder.
+        fmt: Its release's layout.
+
+    Returns:
+        File name to number of records, for every file of the release.
 
     Raises:
         ReslabError: A file is missing, is not a whole number of records, or holds fewer
@@ -141,7 +157,18 @@ def read_records(path: Path, fmt: CifarFormat) -> tuple[torch.Tensor, torch.Tens
 
 
 def read_classes(folder: Path, info: DatasetInfo) -> list[str]:
-    """Class names from the release's meta file, or the built-in names when it is absent."""
+    """Class names from the release's meta file, or the built-in names when it is absent.
+
+    Args:
+        folder: The release's folder.
+        info: ``cifar10`` or ``cifar100``.
+
+    Returns:
+        The class names, by label.
+
+    Raises:
+        ReslabError: The meta file does not hold ``info.num_classes`` non-empty lines.
+    """
     path = folder / FORMATS[info.name].meta
     if not path.is_file():
         return list(info.classes)
@@ -174,8 +201,16 @@ def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
 def download(info: DatasetInfo, root: Path, *, mirrors: tuple[str, ...] | None = None) -> Path:
     """Download the official archive into ``root`` (MD5 checked) and extract it there.
 
+    Args:
+        info: ``cifar10`` or ``cifar100``.
+        root: The data dir.
+        mirrors: Base URLs to download from instead of the official ones (None: official).
+
     Returns:
         The extracted release folder.
+
+    Raises:
+        ReslabError: The archive did not contain the expected release folder.
     """
     archive = fetch(FORMATS[info.name].archive, root, mirrors=mirrors)
     safe_extract(archive, root)

@@ -27,6 +27,13 @@ OFFICIAL_SPLITS = ("train", "test")
 def find_files(info: DatasetInfo, root: Path) -> Path:
     """The folder with a small data set's files.
 
+    Args:
+        info: A small data set (one of :data:`ARRAY_FORMATS`).
+        root: The data dir.
+
+    Returns:
+        The folder its format's ``find`` returns.
+
     Raises:
         ReslabError: None found (the message says how to get them).
     """
@@ -111,7 +118,16 @@ def _official(split: str) -> str:
 
 
 def scan_folder_split(root: Path, split: str) -> ImageList:
-    """Scan ``root/<split>/<class>/`` with the label order of ``root/train/`` when it exists."""
+    """Scan ``root/<split>/<class>/`` with the label order of ``root/train/`` when it exists.
+
+    Args:
+        root: The tree's root (holding ``train/``, ``val/``, ...).
+        split: The split's folder name.
+
+    Returns:
+        The split's images; labels follow ``root/train``'s sorted class folders when it exists
+        (and ``split`` is not ``train``), else the split's own sorted class folders.
+    """
     train = root / "train"
     classes = None
     if split != "train" and train.is_dir():

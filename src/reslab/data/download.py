@@ -69,7 +69,14 @@ def check_mirrors(mirrors: tuple[str, ...] | None) -> None:
 
 
 def md5_file(path: str | os.PathLike) -> str:
-    """The MD5 (hex) of a file's bytes."""
+    """The MD5 (hex) of a file's bytes.
+
+    Args:
+        path: The file, read in chunks.
+
+    Returns:
+        The lowercase hex digest.
+    """
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):

@@ -47,7 +47,14 @@ class ImageList:
 
 
 def is_image(path: Path) -> bool:
-    """True when ``path`` has an image extension and starts like a JPEG, PNG or WebP file."""
+    """True when ``path`` has an image extension and starts like a JPEG, PNG or WebP file.
+
+    Args:
+        path: The file (its first 12 bytes are read).
+
+    Returns:
+        False also when the file cannot be opened.
+    """
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         return False
     try:
@@ -59,7 +66,14 @@ def is_image(path: Path) -> bool:
 
 
 def split_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """Sort ``paths`` into ``(images, skipped)`` with :func:`is_image`, keeping their order."""
+    """Sort ``paths`` into ``(images, skipped)`` with :func:`is_image`, keeping their order.
+
+    Args:
+        paths: Candidate files.
+
+    Returns:
+        ``(images, skipped)``.
+    """
     images, skipped = [], []
     for path in paths:
         (images if is_image(path) else skipped).append(path)
@@ -78,6 +92,12 @@ def _files_under(folder: Path) -> list[Path]:
 def class_folders(folder: Path) -> list[Path]:
     """The sorted class sub-folders of ``folder`` (hidden ones left out).
 
+    Args:
+        folder: A split's folder.
+
+    Returns:
+        Its non-hidden sub-folders, sorted by name.
+
     Raises:
         ReslabError: ``folder`` is missing or has no sub-folders.
     """
@@ -90,7 +110,12 @@ def class_folders(folder: Path) -> list[Path]:
 
 
 def warn_skipped(folder: Path, skipped: Sequence[Path]) -> None:
-    """Log one warning for the files a scan of ``folder`` left out."""
+    """Log one warning for the files a scan of ``folder`` left out.
+
+    Args:
+        folder: The scanned folder, named in the warning.
+        skipped: The files left out; nothing is logged when empty.
+    """
     if skipped:
         log.warning(
             "%s: skipped %d file(s) that are not readable JPEG/PNG/WebP images (first: %s)",
@@ -133,6 +158,12 @@ def scan_tree(folder: Path, *, classes: Sequence[str] | None = None) -> ImageLis
 
 def decode_file(path: str | os.PathLike) -> torch.Tensor:
     """Decode an image file to uint8 RGB [3, H, W] (``torchvision.io.decode_image``).
+
+    Args:
+        path: The image file (JPEG, PNG or WebP).
+
+    Returns:
+        uint8 [3, H, W], RGB.
 
     Raises:
         ReslabError: The file cannot be read or decoded.

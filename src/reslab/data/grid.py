@@ -104,7 +104,12 @@ def render_grid(images: Tensor, names: Sequence[str], *, columns: int | None = N
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> None:
-    """Write ``image`` as a PNG, atomically."""
+    """Write ``image`` as a PNG, atomically.
+
+    Args:
+        image: The picture, e.g. from :func:`render_grid`.
+        path: The destination file; its folder must exist.
+    """
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_save_bytes(path, buffer.getvalue())

@@ -106,7 +106,15 @@ def read_idx(path: Path, *, magic: int) -> torch.Tensor:
 
 
 def idx_path(folder: Path, name: str) -> Path | None:
-    """``folder/name`` or ``folder/name.gz``, whichever exists (raw first), else None."""
+    """``folder/name`` or ``folder/name.gz``, whichever exists (raw first), else None.
+
+    Args:
+        folder: Where to look.
+        name: The raw file's name (without ``.gz``).
+
+    Returns:
+        The existing file, or None.
+    """
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
@@ -114,7 +122,15 @@ def idx_path(folder: Path, name: str) -> Path | None:
 
 
 def find(info: DatasetInfo, root: Path) -> Path | None:
-    """The first folder with any of ``info``'s IDX files: under ``root``, then system-wide."""
+    """The first folder with any of ``info``'s IDX files: under ``root``, then system-wide.
+
+    Args:
+        info: ``mnist`` or ``fashion-mnist``.
+        root: The data dir.
+
+    Returns:
+        The folder, or None when no IDX file is found.
+    """
     folders = dataset_dirs(info, root)
     if info.name in SYSTEM_DIRS:
         folders.append(SYSTEM_DIRS[info.name])
@@ -126,6 +142,11 @@ def find(info: DatasetInfo, root: Path) -> Path | None:
 
 def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
     """Read the official ``train`` or ``test`` split from ``folder``, checking its content.
+
+    Args:
+        info: ``mnist`` or ``fashion-mnist``.
+        folder: The folder holding the IDX files (raw or ``.gz``).
+        split: ``"train"`` or ``"test"``.
 
     Returns:
         The split: images uint8 [N, 1, 28, 28], labels int64 [N].
@@ -159,6 +180,11 @@ def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
 
 def download(info: DatasetInfo, root: Path, *, mirrors: tuple[str, ...] | None = None) -> Path:
     """Download the four official ``.gz`` files into ``root/<name>`` (MD5 checked).
+
+    Args:
+        info: ``mnist`` or ``fashion-mnist``.
+        root: The data dir; the files go to ``root / info.folder``.
+        mirrors: Base URLs to download from instead of the official ones (None: official).
 
     Returns:
         The folder.

@@ -32,7 +32,16 @@ _CSV_HEADER = "ImageId,PredictionString"
 
 
 def find(info: DatasetInfo, root: Path) -> Path | None:
-    """The folder under ``root`` holding ``train/`` or ``val/``, or None."""
+    """The folder under ``root`` holding ``train/`` or ``val/``, or None.
+
+    Args:
+        info: The ``imagenet`` entry.
+        root: The data dir.
+
+    Returns:
+        The first of :func:`reslab.data.registry.dataset_dirs` with a ``train`` or ``val``
+        folder, or None.
+    """
     for folder in dataset_dirs(info, root):
         if (folder / "train").is_dir() or (folder / "val").is_dir():
             return folder
@@ -47,6 +56,12 @@ def _check_wnids(folder: Path, names: Sequence[str]) -> None:
 
 def read_val_solution(path: Path) -> dict[str, str]:
     """Read ``LOC_val_solution.csv``: image id (file name without extension) -> wnid.
+
+    Args:
+        path: The CSV file.
+
+    Returns:
+        Image id to the first wnid of its row (blank lines skipped).
 
     Raises:
         ReslabError: A wrong header or a row without a wnid (named by line number).

@@ -191,5 +191,13 @@ def data_root(root: str | os.PathLike | None, *, create: bool = False) -> Path:
 
 
 def dataset_dirs(info: DatasetInfo, root: Path) -> list[Path]:
-    """The folders where ``info``'s files may be: ``root/<folder>`` first, then ``root`` itself."""
+    """The folders where ``info``'s files may be: ``root/<folder>`` first, then ``root`` itself.
+
+    Args:
+        info: The data set.
+        root: The data dir.
+
+    Returns:
+        The candidate folders (only ``root`` when ``info.folder`` is empty).
+    """
     return [root / info.folder, root] if info.folder else [root]

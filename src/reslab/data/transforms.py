@@ -139,7 +139,17 @@ class Pipeline:
     size: tuple[int, int]
 
     def eval(self, protocol: str = "center") -> Callable[[Tensor], Tensor]:
-        """The test transform of ``protocol``."""
+        """The test transform of ``protocol``.
+
+        Args:
+            protocol: A key of :attr:`evals`, e.g. ``"center"``.
+
+        Returns:
+            The transform of a uint8 image.
+
+        Raises:
+            ReslabError: The pipeline has no such protocol.
+        """
         if protocol not in self.evals:
             raise ReslabError(
                 f"pipeline {self.name!r} has no test protocol {protocol!r}; "

@@ -27,7 +27,16 @@ FULL_LISTING = 100  # list every class's count up to this many classes
 
 
 def class_counts(labels: Sequence[int], classes: Sequence[str]) -> str:
-    """Images per class, every class when there are few, else the smallest and largest."""
+    """Images per class, every class when there are few, else the smallest and largest.
+
+    Args:
+        labels: The label of each image.
+        classes: Class names by label.
+
+    Returns:
+        ``name count`` for every class, comma-separated, when there are at most
+        :data:`FULL_LISTING` classes; else the smallest and largest class with their counts.
+    """
     counts = Counter(labels)
     per_class = [(classes[label], counts.get(label, 0)) for label in range(len(classes))]
     if len(per_class) <= FULL_LISTING:

@@ -36,7 +36,15 @@ class EvalResult:
         return (self.confusion.diag().double() / totals).tolist()
 
     def to_dict(self, classes: list[str] | None = None) -> dict:
-        """JSON-ready numbers."""
+        """JSON-ready numbers.
+
+        Args:
+            classes: Class names by label, used as ``per_class_accuracy`` keys; None (or empty):
+                the labels as strings.
+
+        Returns:
+            The errors, loss, count, per-class accuracy and confusion matrix (nested lists).
+        """
         names = classes or [str(i) for i in range(len(self.confusion))]
         return {
             "top1_error": self.top1_error, "top5_error": self.top5_error, "loss": self.loss,

@@ -128,6 +128,14 @@ class Preprocessing(nn.Module):
 def match_channels(x: Tensor, channels: int) -> Tensor:
     """Convert float images [..., C, H, W] to ``channels`` channels (grey <-> RGB).
 
+    Args:
+        x: Float images [..., C, H, W].
+        channels: The model's input channels.
+
+    Returns:
+        ``x`` itself when it has ``channels`` channels, else the converted images (grey to RGB
+        is an expanded view).
+
     Raises:
         ReslabError: A conversion other than 1 <-> 3 channels.
     """
@@ -307,7 +315,15 @@ def uint8_batches(images: Images, *, channels: int) -> Iterator[Tensor]:
 
 
 def pil_to_uint8(image: Image.Image, *, channels: int) -> Tensor:
-    """A PIL image as uint8 [C, H, W], converted to grey (``channels=1``) or RGB."""
+    """A PIL image as uint8 [C, H, W], converted to grey (``channels=1``) or RGB.
+
+    Args:
+        image: Any PIL image.
+        channels: 1 (grey) or anything else (RGB).
+
+    Returns:
+        uint8 [C, H, W].
+    """
     image = image.convert("L" if channels == 1 else "RGB")
     return TF.pil_to_tensor(image)
 
@@ -414,6 +430,15 @@ def head_and_stem_sizes(
     """``(num_classes, in_channels)`` of a state dict without metadata, read off the weights
     where architecture ``name`` keeps its classifier (last matrix) and first convolution.
 
+    Args:
+        name: A registered model name.
+        options: Its model options (they decide the key names).
+        state: The weights, parameter name to tensor.
+        source: The checkpoint file, for the error message.
+
+    Returns:
+        ``(num_classes, in_channels)``.
+
     Raises:
         ReslabError: The state dict lacks those weights.
     """
@@ -429,7 +454,14 @@ def head_and_stem_sizes(
 
 def default_classes(num_classes: int) -> list[str]:
     """Class names for a checkpoint without them: torchvision's ImageNet names for a 1000-way
-    head, else ``"0"``, ``"1"``, ..."""
+    head, else ``"0"``, ``"1"``, ...
+
+    Args:
+        num_classes: The head's outputs.
+
+    Returns:
+        ``num_classes`` class names.
+    """
     if num_classes == 1000:
         from torchvision.models import ResNet50_Weights
 

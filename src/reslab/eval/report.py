@@ -23,7 +23,14 @@ MAX_ANNOTATED_CLASSES = 20  # beyond this, cells carry no counts
 
 
 def json_ready(value: Any) -> Any:
-    """``value`` with NaN/inf floats replaced by None (strict JSON has no NaN)."""
+    """``value`` with NaN/inf floats replaced by None (strict JSON has no NaN).
+
+    Args:
+        value: A JSON-like value: floats, dicts, lists, tuples and other scalars, nested.
+
+    Returns:
+        A copy with non-finite floats as None and tuples as lists; other values unchanged.
+    """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -34,7 +41,14 @@ def json_ready(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Strict, indented JSON (NaN written as null)."""
+    """Strict, indented JSON (NaN written as null).
+
+    Args:
+        value: A JSON-like value (see :func:`json_ready`).
+
+    Returns:
+        The JSON text, indented by 2, ending with a newline.
+    """
     return json.dumps(json_ready(value), indent=2, allow_nan=False) + "\n"
 
 

@@ -227,7 +227,17 @@ def training_batches(
     predictor: Predictor, info: DatasetInfo, data_dir: str | os.PathLike | None
 ) -> Iterator[Batch]:
     """Endless augmented, normalised batches of the ``train`` split (the data set's pad and
-    flip, Sec. 4.2), for precise BN."""
+    flip, Sec. 4.2), for precise BN.
+
+    Args:
+        predictor: The loaded checkpoint (its device and preprocessing).
+        info: A small data set (its ``train`` split is read).
+        data_dir: Folder holding it (None: reslab's default search).
+
+    Returns:
+        An endless iterator of ``(images, labels)`` on the predictor's device, at most
+        :data:`BN_BATCH` images each.
+    """
     arrays = load_arrays(info.name, data_dir, "train")
     preset = pipeline(info.pipeline)
     loader = TensorLoader(
@@ -273,14 +283,30 @@ def folder_split(
 
 
 def collate_list(samples: list[tuple[Tensor, int]]) -> tuple[list[Tensor], Tensor]:
-    """Batch views of different sizes as a list, with their labels as a tensor."""
+    """Batch views of different sizes as a list, with their labels as a tensor.
+
+    Args:
+        samples: ``(image [C, H, W], label)`` pairs; images may differ in size.
+
+    Returns:
+        ``(images, labels)``: the images as a list, the labels int64 [B].
+    """
     return [image for image, _ in samples], torch.tensor([label for _, label in samples])
 
 
 def protocol_function(protocol: str, input_size: tuple[int, int]) -> Callable[..., Tensor] | None:
     """The protocol's ``predict(model, images)`` for :func:`reslab.eval.metrics.evaluate`
     (None for ``center``: the logits of the single view). Crops and scales follow the input
-    size (224: crops of 224, scales 224 to 640)."""
+    size (224: crops of 224, scales 224 to 640).
+
+    Args:
+        protocol: ``center``, ``10crop`` or ``multiscale``; any other value is treated as
+            ``center``.
+        input_size: The model's input (height, width); the larger side sets the crop size.
+
+    Returns:
+        The predict function, or None.
+    """
     size = max(input_size)
     if protocol == "10crop":
         return partial(predict_ten_crop, crop=size)

@@ -96,7 +96,14 @@ def claims(results: Sequence[NetResult]) -> list[str]:
 
 
 def monitor_lines(results: Sequence[NetResult]) -> list[str]:
-    """One line per run on its training monitors (when it recorded any)."""
+    """One line per run on its training monitors (when it recorded any).
+
+    Args:
+        results: The trained nets (their run folders' ``monitor.csv`` and ``metrics.csv``).
+
+    Returns:
+        One sentence per run with monitor rows; runs without any are left out.
+    """
     lines = []
     for r in results:
         found = findings(read_monitor(r.run_dir / "monitor.csv"))
@@ -120,13 +127,28 @@ def monitor_lines(results: Sequence[NetResult]) -> list[str]:
 
 
 def logged_lrs(run_dir: Path) -> list[tuple[int, float]]:
-    """``(iteration, lr)`` of each row of the run's metrics.csv that logged the lr."""
+    """``(iteration, lr)`` of each row of the run's metrics.csv that logged the lr.
+
+    Args:
+        run_dir: The run folder.
+
+    Returns:
+        The pairs, in file order.
+    """
     return [(int(row["iteration"]), float(row["lr"]))
             for row in read_metrics(run_dir / "metrics.csv") if row.get("lr")]
 
 
 def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
-    """Write the degradation report, its figure and its CSV."""
+    """Write the degradation report, its figure and its CSV.
+
+    Args:
+        setup: The experiment's setup (its ``out`` folder receives the files).
+        results: The nets, both families at each depth.
+
+    Returns:
+        The Markdown report (``report.md``).
+    """
     report = setup.report(
         f"Degradation: plain vs residual nets on {setup.data}",
         "Plain nets and ResNets of the same depth, width and recipe (He et al. 2016, Sec. 4.2, "

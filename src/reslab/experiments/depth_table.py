@@ -43,7 +43,15 @@ def run_depth_table(setup: Setup, *, depths: Sequence[int] = (20, 32, 44, 56),
 
 
 def summarize(results: Sequence[NetResult]) -> list[dict]:
-    """One row per depth: test error mean, sample std (None for one seed), best, params."""
+    """One row per depth: test error mean, sample std (None for one seed), best, params.
+
+    Args:
+        results: The runs, any number per depth; runs without a test error are not counted.
+
+    Returns:
+        Dicts with ``depth``, ``runs``, ``mean``, ``std``, ``best`` (errors as fractions; None
+        without runs) and ``params``, sorted by depth.
+    """
     rows = []
     for depth in sorted({r.depth for r in results}):
         errors = [r.test_error for r in results if r.depth == depth and r.test_error is not None]
@@ -58,7 +66,14 @@ def summarize(results: Sequence[NetResult]) -> list[dict]:
 
 
 def claims(rows: Sequence[dict]) -> list[str]:
-    """Whether the mean test error falls with depth (Table 6: it does up to 110 layers)."""
+    """Whether the mean test error falls with depth (Table 6: it does up to 110 layers).
+
+    Args:
+        rows: From :func:`summarize`; rows without a mean are ignored.
+
+    Returns:
+        Two sentences, or none with fewer than two depths.
+    """
     rows = [r for r in rows if r["mean"] is not None]
     if len(rows) < 2:
         return []
@@ -76,7 +91,15 @@ def claims(rows: Sequence[dict]) -> list[str]:
 
 
 def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
-    """Write the depth-table report and its CSV."""
+    """Write the depth-table report and its CSV.
+
+    Args:
+        setup: The experiment's setup (its ``out`` folder receives the files).
+        results: The runs, one per depth and seed.
+
+    Returns:
+        The Markdown report (``report.md``).
+    """
     rows = summarize(results)
     report = setup.report(
         f"Test error against depth on {setup.data} (cf. Table 6)",

@@ -55,7 +55,20 @@ class Responses:
 
 def measure(run_dir: Path, *, images: int | None, data_dir: str | None,
             device: str) -> Responses:
-    """Response stds of one finished (or stopped) run on its data set's test split."""
+    """Response stds of one finished (or stopped) run on its data set's test split.
+
+    Args:
+        run_dir: The run folder (its best, else last, checkpoint is loaded).
+        images: Use only the first N test images (None: all).
+        data_dir: Folder holding the data set (None: reslab's default search).
+        device: Where the model runs (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+
+    Returns:
+        The run's :class:`Responses`.
+
+    Raises:
+        ReslabError: The model has no 3x3 convolution followed by BN.
+    """
     from reslab.eval.predictor import load
     from reslab.eval.runner import small_split
 
@@ -85,6 +98,12 @@ def measure(run_dir: Path, *, images: int | None, data_dir: str | None,
 def check_runs(runs: Sequence[str | Path]) -> list[Path]:
     """Validate the run folders: at least one, all of one small data set (its test split is
     read as one tensor), none still being written.
+
+    Args:
+        runs: The run folders.
+
+    Returns:
+        The folders, as paths, in the order given.
 
     Raises:
         ReslabError: No runs, a folder that is not a run or is still being written, runs of
@@ -173,7 +192,16 @@ def _list(results: Sequence[Responses]) -> str:
 
 
 def write_report(out: Path, results: Sequence[Responses], *, images: int | None) -> Path:
-    """Write the layer-responses report, its figure and its CSV."""
+    """Write the layer-responses report, its figure and its CSV.
+
+    Args:
+        out: The report folder (it exists).
+        results: The measured runs, in the order the report lists them (at least one).
+        images: How many test images were used, for the text (None: all).
+
+    Returns:
+        The Markdown report (``report.md``).
+    """
     data = _run_data(results[0].run_dir)
     report = Report(out, f"Layer responses on {data} (cf. Fig. 7)")
     report.add(f"Std of each 3x3 layer's response (its BN output, before the ReLU and the "

@@ -21,24 +21,52 @@ from reslab.train.rundir import read_metrics
 
 
 def percent(value: float | None, digits: int = 2) -> str:
-    """``0.0875`` -> ``"8.75"``; None -> ``"–"``."""
+    """``0.0875`` -> ``"8.75"``; None -> ``"–"``.
+
+    Args:
+        value: A fraction, or None.
+        digits: Decimal places.
+
+    Returns:
+        The percentage without a ``%`` sign.
+    """
     return "–" if value is None else f"{100 * value:.{digits}f}"
 
 
 def recipe_text(recipe: dict[str, Any]) -> str:
-    """The training keys of an experiment as ``key=value`` words."""
+    """The training keys of an experiment as ``key=value`` words.
+
+    Args:
+        recipe: Config key to value.
+
+    Returns:
+        The words, or ``the data set's preset`` when ``recipe`` is empty.
+    """
     return " ".join(f"{k}={v}" for k, v in recipe.items()) or "the data set's preset"
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown pipe table."""
+    """A Markdown pipe table.
+
+    Args:
+        header: Column titles.
+        rows: Cells (any values, written with ``str``).
+
+    Returns:
+        The table's lines, without a final newline.
+    """
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Write dict rows (columns from the first row) atomically."""
+    """Write dict rows (columns from the first row) atomically.
+
+    Args:
+        path: The ``.csv`` file; its folder must exist.
+        rows: One dict per row, all with the first row's keys (empty: an empty file).
+    """
     with atomic_write(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
@@ -122,21 +150,41 @@ class Report:
         self.parts = [f"# {title}"]
 
     def add(self, *blocks: str) -> None:
-        """Append Markdown blocks (paragraphs, tables, lists)."""
+        """Append Markdown blocks (paragraphs, tables, lists).
+
+        Args:
+            *blocks: Markdown blocks, in order.
+        """
         self.parts.extend(blocks)
 
     def bullets(self, heading: str, lines: Sequence[str]) -> None:
-        """A section of bullet points; nothing when ``lines`` is empty."""
+        """A section of bullet points; nothing when ``lines`` is empty.
+
+        Args:
+            heading: The section's heading (level 2).
+            lines: One bullet each.
+        """
         if lines:
             self.parts += [f"## {heading}", "\n".join(f"- {line}" for line in lines)]
 
     def figure(self, name: str, png: bytes, caption: str) -> None:
-        """Write ``name`` (a PNG) and show it in the report."""
+        """Write ``name`` (a PNG) and show it in the report.
+
+        Args:
+            name: The PNG's file name in the report folder.
+            png: The PNG bytes.
+            caption: The image's alt text.
+        """
         atomic_save_bytes(self.out / name, png)
         self.parts.append(f"![{caption}]({name})")
 
     def table_csv(self, name: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Write ``name`` (CSV) and link it from the report."""
+        """Write ``name`` (CSV) and link it from the report.
+
+        Args:
+            name: The CSV's file name in the report folder.
+            rows: Dict rows (see :func:`write_csv`).
+        """
         write_csv(self.out / name, rows)
         self.parts.append(f"Every number above: [{name}]({name}).")
 
@@ -157,7 +205,15 @@ _STYLE = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-heigh
 
 
 def html_page(title: str, body: str) -> str:
-    """A standalone HTML page around ``body``."""
+    """A standalone HTML page around ``body``.
+
+    Args:
+        title: The page title (escaped here).
+        body: HTML (inserted as is).
+
+    Returns:
+        The document, ending with a newline.
+    """
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
             f"</title><style>{_STYLE}</style></head><body>\n{body}</body></html>\n")
 

@@ -100,6 +100,9 @@ def _total_iterations(folder: Path, config: dict[str, Any]) -> int:
 def check_idle(state: RunState) -> None:
     """Refuse a run folder that another process is still writing.
 
+    Args:
+        state: The folder's :func:`run_state`.
+
     Raises:
         ReslabError: ``state.active``.
     """
@@ -114,6 +117,12 @@ def check_idle(state: RunState) -> None:
 
 def check_depths(depths: Iterable[int]) -> list[int]:
     """Validate CIFAR depths (6n+2, Sec. 4.2) and return them sorted, without repeats.
+
+    Args:
+        depths: The depths asked for.
+
+    Returns:
+        The depths, sorted and unique.
 
     Raises:
         ReslabError: A depth is not 6n+2 or the list is empty.
@@ -265,6 +274,10 @@ class Setup:
     def claim(self, experiment: str, **details: Any) -> None:
         """Create ``out`` for ``experiment`` (see :func:`claim_folder`).
 
+        Args:
+            experiment: The experiment's name (e.g. ``degradation``).
+            **details: More JSON-serialisable keys for ``experiment.json`` (depths, seeds, ...).
+
         Raises:
             ReslabError: Unknown data set or a bad recipe key, before anything is written.
         """
@@ -273,13 +286,29 @@ class Setup:
                                 "recipe": self.recipe, **details})
 
     def report(self, title: str, intro: str) -> Report:
-        """A report in ``out`` that opens with ``intro`` and the shared recipe."""
+        """A report in ``out`` that opens with ``intro`` and the shared recipe.
+
+        Args:
+            title: The report's first heading.
+            intro: The opening paragraph (the recipe sentence is appended).
+
+        Returns:
+            The :class:`Report`, not yet saved.
+        """
         report = Report(self.out, title)
         report.add(f"{intro} Recipe: `{recipe_text(self.recipe)}`.")
         return report
 
     def train(self, name: str, **keys: Any) -> Path:
-        """Train (or resume, or skip) the sub-run ``name`` with the shared recipe and ``keys``."""
+        """Train (or resume, or skip) the sub-run ``name`` with the shared recipe and ``keys``.
+
+        Args:
+            name: The sub-run's folder name under ``out/runs``.
+            **keys: More config keys (e.g. ``model``, ``seed``); they override the recipe's.
+
+        Returns:
+            The sub-run's folder, holding a finished run.
+        """
         config = {**self.recipe, "data": self.data, "data_dir": self.data_dir,
                   "device": self.device, **keys}
         return ensure_run(self.out / "runs" / name, config, progress=self.progress)
@@ -315,20 +344,45 @@ class NetResult:
 
 
 def net_result(label: str, family: str, depth: int, run_dir: Path) -> NetResult:
-    """Read a finished sub-run's final numbers (see :func:`final_value`)."""
+    """Read a finished sub-run's final numbers (see :func:`final_value`).
+
+    Args:
+        label: How the report names the net.
+        family: ``"plain"`` or ``"resnet"``.
+        depth: Weighted layers.
+        run_dir: The finished sub-run's folder.
+
+    Returns:
+        The :class:`NetResult`.
+    """
     return NetResult(label, family, depth, run_dir, final_value(run_dir, "train_error"),
                      final_value(run_dir, "test_error"), param_count(run_dir))
 
 
 def final_value(run_dir: Path, column: str) -> float | None:
     """The last value of a metrics.csv column (the training error of the last logging window,
-    the test error of the last evaluation); None when the column was never written."""
+    the test error of the last evaluation); None when the column was never written.
+
+    Args:
+        run_dir: The run folder.
+        column: A metrics.csv column, e.g. ``test_error``.
+
+    Returns:
+        The value, or None.
+    """
     values = [float(r[column]) for r in read_metrics(run_dir / "metrics.csv") if r.get(column)]
     return values[-1] if values else None
 
 
 def param_count(run_dir: Path) -> int:
-    """Trainable parameters of a run's model (built from its checkpoint's metadata)."""
+    """Trainable parameters of a run's model (built from its checkpoint's metadata).
+
+    Args:
+        run_dir: The run folder (its ``last.safetensors`` is read).
+
+    Returns:
+        The number of parameters.
+    """
     from reslab.models import create_model
     from reslab.train.checkpoint import read_weights
 

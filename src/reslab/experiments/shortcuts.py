@@ -36,7 +36,15 @@ def run_shortcuts(setup: Setup, *, depth: int = 32) -> Path:
 
 def claims(results: Sequence[NetResult]) -> list[str]:
     """Whether every option beats the plain net, and whether the options differ less among
-    themselves than from the plain net (Table 3: "small differences among A/B/C")."""
+    themselves than from the plain net (Table 3: "small differences among A/B/C").
+
+    Args:
+        results: The plain net and the ResNets of each shortcut option; nets without a test
+            error are ignored.
+
+    Returns:
+        The sentences; none when no option has a test error.
+    """
     plain = next((r for r in results if r.family == "plain"), None)
     options = [r for r in results if r.family == "resnet" and r.test_error is not None]
     if not options:
@@ -61,7 +69,15 @@ def claims(results: Sequence[NetResult]) -> list[str]:
 
 
 def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
-    """Write the shortcuts report and its CSV."""
+    """Write the shortcuts report and its CSV.
+
+    Args:
+        setup: The experiment's setup (its ``out`` folder receives the files).
+        results: The plain net and the ResNets of each shortcut option.
+
+    Returns:
+        The Markdown report (``report.md``).
+    """
     report = setup.report(
         f"Shortcut options A, B, C on {setup.data} (cf. Table 3)",
         "The same net with the shortcut options of Sec. 4.1: A zero-padding identity, B "

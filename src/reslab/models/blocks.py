@@ -17,12 +17,30 @@ VARIANTS = ("v1", "v1.5")
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    """3x3 convolution, padding 1, no bias (BN follows)."""
+    """3x3 convolution, padding 1, no bias (BN follows).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: Spatial stride.
+
+    Returns:
+        The convolution.
+    """
     return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    """1x1 convolution, no bias (BN follows)."""
+    """1x1 convolution, no bias (BN follows).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: Spatial stride.
+
+    Returns:
+        The convolution.
+    """
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
@@ -50,7 +68,17 @@ class ZeroPadShortcut(nn.Module):
 
 
 def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
-    """Options B/C (Eqn. 2): ``W_s x`` as a 1x1 convolution (with the block's stride) and BN."""
+    """Options B/C (Eqn. 2): ``W_s x`` as a 1x1 convolution (with the block's stride) and BN.
+
+    Args:
+        in_planes: Channels entering the block.
+        out_planes: Channels leaving the block.
+        stride: The block's spatial stride.
+
+    Returns:
+        ``Sequential(conv1x1, BatchNorm2d)``, named ``0`` and ``1`` as torchvision's
+        ``downsample``.
+    """
     return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
 
 

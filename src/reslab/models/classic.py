@@ -163,7 +163,15 @@ class ClassifierHead(ModelInterface):
         return f"classifier.{[name for name, _ in self.classifier.named_children()][-1]}"
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
-        """Flatten the trunk's output; apply the fc layers (all but the last if ``pre_logits``)."""
+        """Flatten the trunk's output; apply the fc layers (all but the last if ``pre_logits``).
+
+        Args:
+            x: The trunk's output, (N, C, h, w).
+            pre_logits: Stop before the last fc layer.
+
+        Returns:
+            (N, num_features) with ``pre_logits``, else the logits (N, num_classes).
+        """
         *hidden, logits = self.classifier  # the installed modules (torch.fx can trace them)
         x = torch.flatten(x, 1)  # (N, C, h, w) -> (N, C*h*w)
         for layer in hidden:
@@ -192,7 +200,14 @@ class ConvNet(ClassifierHead, nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The convolutional trunk: image to its last feature map."""
+        """The convolutional trunk: image to its last feature map.
+
+        Args:
+            x: Images, (N, C_in, H, W).
+
+        Returns:
+            The last feature map, (N, C, h, w).
+        """
         return self.features(x)
 
 
@@ -202,7 +217,14 @@ class VGG(ClassifierHead, tv_vgg.VGG):
     min_input_size = 32  # five 2x2/2 max pools
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The 13 (VGG-16) or 16 (VGG-19) 3x3 convolutions and the 7x7 adaptive pool."""
+        """The 13 (VGG-16) or 16 (VGG-19) 3x3 convolutions and the 7x7 adaptive pool.
+
+        Args:
+            x: Images, (N, C_in, H, W).
+
+        Returns:
+            (N, 512, 7, 7).
+        """
         return self.avgpool(self.features(x))  # (N, C_in, H, W) -> (N, 512, 7, 7)
 
 
@@ -213,19 +235,42 @@ class GoogLeNet(ModelInterface, TorchvisionGoogLeNet):
     logits_name = "fc"
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The stem and the nine Inception modules."""
+        """The stem and the nine Inception modules.
+
+        Args:
+            x: Images, (N, C_in, H, W).
+
+        Returns:
+            (N, 1024, H/32, W/32).
+        """
         for name in GOOGLENET_TRUNK:
             x = getattr(self, name)(x)
         return x  # (N, 1024, H/32, W/32)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
-        """Global average pooling, dropout and the fc layer."""
+        """Global average pooling, dropout and the fc layer.
+
+        Args:
+            x: The trunk's output, (N, 1024, h, w).
+            pre_logits: Return the pooled features, before dropout and the fc layer.
+
+        Returns:
+            (N, 1024) with ``pre_logits``, else the logits (N, num_classes).
+        """
         x = torch.flatten(self.avgpool(x), 1)  # (N, 1024, h, w) -> (N, 1024)
         return x if pre_logits else self.fc(self.dropout(x))  # -> (N, num_classes)
 
 
 def with_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """A fresh convolution like ``conv`` but reading ``in_channels`` channels."""
+    """A fresh convolution like ``conv`` but reading ``in_channels`` channels.
+
+    Args:
+        conv: The convolution to copy (its weights are not copied).
+        in_channels: The new input channels.
+
+    Returns:
+        A freshly initialised ``nn.Conv2d`` with ``conv``'s other settings.
+    """
     return nn.Conv2d(
         in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
         padding=conv.padding, dilation=conv.dilation, groups=conv.groups,

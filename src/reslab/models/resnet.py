@@ -150,7 +150,15 @@ class ResNet(ModelInterface, nn.Module):
         return {info["module"]: info["name"] for info in self.feature_info}
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The convolutional trunk: image to the last stage's feature map."""
+        """The convolutional trunk: image to the last stage's feature map.
+
+        Args:
+            x: Images, (N, C_in, H, W).
+
+        Returns:
+            The last stage's feature map: (N, num_features, H/32, W/32) for the ImageNet stem,
+            (N, 64, H/4, W/4) for the CIFAR one.
+        """
         x = self.relu(self.bn1(self.conv1(x)))  # (N, C_in, H, W) -> (N, 64, H/2, W/2) | (N, 16, H, W)
         if self.maxpool is not None:
             x = self.maxpool(x)  # -> (N, 64, H/4, W/4)
@@ -159,7 +167,15 @@ class ResNet(ModelInterface, nn.Module):
         return x  # (N, num_features, H/32, W/32) | (N, 64, H/4, W/4)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
-        """Global average pooling and the fc layer (fully convolutional at any input size)."""
+        """Global average pooling and the fc layer (fully convolutional at any input size).
+
+        Args:
+            x: The last stage's feature map, (N, C, h, w).
+            pre_logits: Return the pooled features, without the fc layer.
+
+        Returns:
+            (N, C) with ``pre_logits``, else the logits (N, num_classes).
+        """
         x = torch.flatten(self.avgpool(x), 1)  # (N, C, h, w) -> (N, C)
         return x if pre_logits else self.fc(x)  # -> (N, num_classes)
 
@@ -236,14 +252,33 @@ def cifar_resnet(
 def imagenet_plain(
     depth: int, *, num_classes: int = 1000, in_channels: int = 3, variant: str = "v1"
 ) -> ResNet:
-    """The plain counterpart of an ImageNet ResNet (Fig. 3 middle): no shortcuts."""
+    """The plain counterpart of an ImageNet ResNet (Fig. 3 middle): no shortcuts.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        num_classes: Outputs of the fc layer (1000 for ImageNet).
+        in_channels: Input image channels.
+        variant: ``"v1"`` (default, the paper's) or ``"v1.5"`` (torchvision's).
+
+    Returns:
+        The model.
+    """
     return imagenet_resnet(
         depth, residual=False, num_classes=num_classes, in_channels=in_channels, variant=variant
     )
 
 
 def cifar_plain(depth: int = 20, *, num_classes: int = 10, in_channels: int = 3) -> ResNet:
-    """The plain counterpart of a CIFAR ResNet (Fig. 6 left): no shortcuts."""
+    """The plain counterpart of a CIFAR ResNet (Fig. 6 left): no shortcuts.
+
+    Args:
+        depth: 6n+2.
+        num_classes: Outputs of the fc layer.
+        in_channels: Input image channels (1 for Fashion-MNIST).
+
+    Returns:
+        The model.
+    """
     return cifar_resnet(depth, residual=False, num_classes=num_classes, in_channels=in_channels)
 
 

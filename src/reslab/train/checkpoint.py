@@ -204,6 +204,12 @@ def save_trainer_state(path: str | Path, state: dict[str, Any]) -> None:
 def load_trainer_state(path: str | Path) -> dict[str, Any]:
     """Read :func:`save_trainer_state`'s file with ``weights_only=True``.
 
+    Args:
+        path: The ``trainer_state.pt`` file.
+
+    Returns:
+        The state dict :func:`save_trainer_state` wrote, its tensors on the CPU.
+
     Raises:
         ReslabError: Missing, truncated or corrupt file.
     """

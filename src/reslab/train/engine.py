@@ -114,6 +114,13 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     that do not change the training (device, workers, out, dist_timeout, and data_dir: the same
     files moved, or on another node) taken from ``overrides``.
 
+    Args:
+        run_dir: The run folder to resume (with ``config.toml`` and ``trainer_state.pt``).
+        overrides: Config keys given for the resume (e.g. command-line flags).
+
+    Returns:
+        The resolved configuration.
+
     Raises:
         ReslabError: Not a run folder, or ``overrides`` change the global batch or any other
             key that shapes the training (refused rather than ignored).
@@ -274,7 +281,15 @@ class Trainer:
             random.setstate(state["rng"]["python"])
 
     def checkpoint_meta(self, **extra: Any) -> dict[str, Any]:
-        """The metadata stored in every weights file (what ``reslab.load`` needs)."""
+        """The metadata stored in every weights file (what ``reslab.load`` needs).
+
+        Args:
+            **extra: More keys (they override the standard ones).
+
+        Returns:
+            ``model``, ``model_options``, ``num_classes``, ``in_channels``, ``classes``,
+            ``input_size``, ``data``, ``preprocess``, ``paper_ref`` and ``iteration``.
+        """
         info = model_info(self.config.model)
         return {
             "model": self.config.model, "model_options": self.model_options,
@@ -291,6 +306,12 @@ class Trainer:
 
         A trainer runs once: it hands its run folder back at the end (continue a stopped run
         with ``train(resume=...)``).
+
+        Args:
+            stop_after: Iterations to run in this call at most (None: to the end).
+
+        Returns:
+            The :class:`RunResult`.
         """
         if self.run_dir.closed:
             raise RuntimeError("this Trainer has run; continue with train(resume=run_dir)")

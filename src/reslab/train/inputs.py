@@ -145,6 +145,10 @@ def _preprocess_meta(mean: torch.Tensor) -> dict[str, Any]:
 
 def endless(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """A resumable loader's batches, epoch after epoch, from its current position (the loader
-    moves itself to the next epoch when one ends)."""
+    moves itself to the next epoch when one ends).
+
+    Args:
+        loader: A resumable loader (``TensorLoader`` or ``ImageLoader``).
+    """
     while True:
         yield from loader

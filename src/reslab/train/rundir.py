@@ -57,7 +57,14 @@ def git_commit() -> str:
 
 def dump_toml(values: dict[str, Any]) -> str:
     """Write a flat dict of scalars and lists as TOML (``None`` as ``"none"``, which the config
-    reader turns back into None, so that a resume keeps e.g. ``val_split = None``)."""
+    reader turns back into None, so that a resume keeps e.g. ``val_split = None``).
+
+    Args:
+        values: Key to scalar or list (each value written as JSON).
+
+    Returns:
+        The TOML text, one ``key = value`` line per key, ending with a newline.
+    """
     lines = []
     for key, value in values.items():
         value = "none" if value is None else value
@@ -103,12 +110,25 @@ class RunDir:
             raise
 
     def path(self, name: str) -> Path:
-        """A file in the run folder."""
+        """A file in the run folder.
+
+        Args:
+            name: The file's name.
+
+        Returns:
+            ``folder / name`` (nothing is created).
+        """
         return self.folder / name
 
     def write_config(self, config: dict[str, Any], *, device: str, total_iters: int) -> None:
         """Save the resolved config (TOML) and the run's provenance (JSON), with the run's
-        length in iterations (``epochs`` resolved against the loader)."""
+        length in iterations (``epochs`` resolved against the loader).
+
+        Args:
+            config: The resolved config keys.
+            device: The device training runs on, as text.
+            total_iters: The run's length in iterations.
+        """
         if not self.enabled:
             return
         with atomic_write(self.path("config.toml"), "w") as handle:
@@ -128,7 +148,12 @@ class RunDir:
             json.dump(provenance, handle, indent=2)
 
     def log(self, row: dict[str, Any]) -> None:
-        """Append one row to metrics.csv and its scalars to TensorBoard."""
+        """Append one row to metrics.csv and its scalars to TensorBoard.
+
+        Args:
+            row: ``iteration`` and metric values (missing columns are written empty; None values
+                skip TensorBoard).
+        """
         if not self.enabled:
             return
         append_csv(self.metrics_path, METRIC_COLUMNS,
@@ -139,7 +164,12 @@ class RunDir:
                 self._writer.add_scalar(key, value, step)
 
     def add_scalars(self, values: dict[str, float], step: int) -> None:
-        """Extra scalars for TensorBoard only (e.g. the monitors)."""
+        """Extra scalars for TensorBoard only (e.g. the monitors).
+
+        Args:
+            values: TensorBoard tag to value.
+            step: The iteration.
+        """
         if self.enabled:
             for key, value in values.items():
                 self._writer.add_scalar(key, value, step)
@@ -149,7 +179,11 @@ class RunDir:
         rewrite_csv(self.metrics_path, METRIC_COLUMNS, kept)
 
     def draw_curves(self, title: str) -> None:
-        """Redraw curves.png from metrics.csv."""
+        """Redraw curves.png from metrics.csv.
+
+        Args:
+            title: The figure's title.
+        """
         if self.enabled:
             atomic_save_bytes(self.path("curves.png"), plot_curves(read_metrics(self.metrics_path), title))
 

@@ -59,7 +59,14 @@ class LRSchedule:
         self.warming_up = self.warmup_lr is not None  # a resume restores it from the state
 
     def lr(self, iteration: int) -> float:
-        """The learning rate for 0-based ``iteration``."""
+        """The learning rate for 0-based ``iteration``.
+
+        Args:
+            iteration: The iteration about to run, 0-based.
+
+        Returns:
+            The learning rate.
+        """
         if self.warming_up:
             return self.warmup_lr
         if iteration < self.ramp_iters:
@@ -74,12 +81,20 @@ class LRSchedule:
         return 0.5 * self.base_lr * (1 + math.cos(math.pi * progress))
 
     def observe_train_error(self, error: float) -> None:
-        """End the warm-up once the training error is below ``warmup_error`` (Sec. 4.2)."""
+        """End the warm-up once the training error is below ``warmup_error`` (Sec. 4.2).
+
+        Args:
+            error: The training error of the last logging window, a fraction.
+        """
         if self.warming_up and error < self.warmup_error:
             self.warming_up = False
 
     def observe_val_error(self, error: float) -> None:
-        """Track the validation error; ``plateau`` decays after ``patience`` evaluations."""
+        """Track the validation error; ``plateau`` decays after ``patience`` evaluations.
+
+        Args:
+            error: The validation error of the last evaluation, a fraction.
+        """
         if error < self.best_val_error:
             self.best_val_error, self.evals_since_best = error, 0
             return
@@ -95,6 +110,10 @@ class LRSchedule:
                                        "evals_since_best")}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        Args:
+            state: From :meth:`state_dict`; each key is set as an attribute.
+        """
         for key, value in state.items():
             setattr(self, key, value)

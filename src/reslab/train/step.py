@@ -181,6 +181,13 @@ def check_cuda_graphs(model: nn.Module, optimizer: torch.optim.Optimizer, *,
                       device: torch.device, compile_step: bool, hooked: bool) -> None:
     """Refuse the settings a captured step cannot have.
 
+    Args:
+        model: The model being trained (a ``DistributedDataParallel`` wrapper is refused).
+        optimizer: Its optimizer; every param group must be fused.
+        device: The training device.
+        compile_step: Whether ``compile_step`` is on.
+        hooked: Whether the training monitor reads gradients between backward and update.
+
     Raises:
         ReslabError: Naming the setting that must change.
     """
