@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from reslab.analysis.summary import build_model, compare, format_table, summarize
+from reslab.analysis.summary import build_model, compare, format_table, si, summarize
 from reslab.errors import ReslabError
 
 META = "meta"
@@ -191,3 +191,11 @@ def test_compare_one_row_per_model():
     rows = compare(["lenet5", "resnet20"], device=META)
     assert [(row.model, row.depth) for row in rows] == [("lenet5", 5), ("resnet20", 20)]
     assert rows[1].input_shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (3_860_000_000, "3.86G"), (999_999, "1M"), (999.9, "1K"), (999, "999"), (1000, "1K"),
+    (61_000_000, "61M"), (-2_500, "-2.5K"),
+])  # fmt: skip
+def test_si_rounds_before_choosing_the_suffix(value, text):
+    assert si(value) == text

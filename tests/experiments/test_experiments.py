@@ -318,6 +318,24 @@ def test_shortcuts_claims():
     assert beats.startswith("Not every option beats plain-32 (20.00%)")
 
 
+def test_layer_responses_figure_keeps_two_runs_of_one_net(tmp_path, monkeypatch):
+    drawn = {}
+
+    def record(panels, **kwargs):
+        drawn.update(panels)
+        return b"png"
+
+    monkeypatch.setattr(layer_responses, "plot_lines", record)
+    runs = [layer_responses.Responses(tmp_path / name, "resnet20", True, 20, {"conv1": std})
+            for name, std in (("resnet20-seed0", 1.0), ("resnet20-seed1", 2.0))]
+    (tmp_path / "resnet20-seed0").mkdir()
+    (tmp_path / "resnet20-seed0" / "config.toml").write_text('data = "fashion-mnist"\n')
+    (tmp_path / "out").mkdir()
+    layer_responses.write_report(tmp_path / "out", runs, images=None)
+    assert sorted(drawn["in layer order"]) == ["ResNet-20 (resnet20-seed0)",
+                                               "ResNet-20 (resnet20-seed1)"]
+
+
 def test_layer_response_claims():
     def responses(model, residual, depth, value):
         return layer_responses.Responses(None, model, residual, depth, {"conv1": value})

@@ -20,6 +20,7 @@ from reslab.train.checkpoint import read_weights
 from reslab.train.config import TrainConfig, resolve
 from reslab.train.engine import Trainer, train
 from reslab.train.run_lock import live_writer, this_process
+from reslab.train.rundir import RunDir
 from tests.data.formats import write_cifar10
 from tests.data_fixtures import write_tiny_fashion_mnist
 
@@ -118,6 +119,10 @@ def test_a_trainer_runs_once(data_dir, tmp_path):
     assert trainer.run().finished and not (tmp_path / "run" / "writer.json").exists()
     with pytest.raises(RuntimeError, match="this Trainer has run"):
         trainer.run()
+    other_rank = RunDir(tmp_path / "run", enabled=False)  # ranks > 0 write nothing
+    assert not other_rank.closed
+    other_rank.close()
+    assert other_rank.closed
 
 
 def test_failed_set_up_hands_the_folder_back(data_dir, tmp_path, monkeypatch):

@@ -696,8 +696,9 @@ def si(value: float, *, unit: str = "") -> str:
         The text, e.g. ``3.86G``; no suffix below 1000.
     """
     for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g}{suffix}{unit}"
+        scaled = f"{value / factor:.3g}"
+        if abs(float(scaled)) >= 1:  # after rounding: 999_999 is 1M, not 1e+03K
+            return f"{scaled}{suffix}{unit}"
     return f"{value:g}{unit}"
 
 

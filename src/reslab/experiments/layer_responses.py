@@ -207,7 +207,8 @@ def write_report(out: Path, results: Sequence[Responses], *, images: int | None)
     report.add(f"Std of each 3x3 layer's response (its BN output, before the ReLU and the "
                f"addition) on the {'first ' + str(images) + ' ' if images else ''}test images "
                f"of {data}, for each run (He et al. 2016, Sec. 4.2, Fig. 7).")
-    styled = {r.label + ("" if r.depth else f" ({r.run_dir.name})"):
+    labels = [r.label for r in results]  # two runs of one net (seeds) get their folder names
+    styled = {r.label + ("" if labels.count(r.label) == 1 else f" ({r.run_dir.name})"):
               (list(r.stds.values()), "-" if r.residual else "--") for r in results}
     report.figure("layer_responses.png", plot_lines(
         {"in layer order": styled,

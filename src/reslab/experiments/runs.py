@@ -375,7 +375,8 @@ def final_value(run_dir: Path, column: str) -> float | None:
 
 
 def param_count(run_dir: Path) -> int:
-    """Trainable parameters of a run's model (built from its checkpoint's metadata).
+    """Parameters of a run's model (built from its checkpoint's metadata; all of them are
+    trained, as in the paper's tables).
 
     Args:
         run_dir: The run folder (its ``last.safetensors`` is read).

@@ -87,6 +87,7 @@ class RunDir:
         self.folder = Path(folder)
         self.enabled = enabled
         self._writer = None
+        self._closed = False
         if not enabled:
             return
         check_output_path(self.folder, folder=True)
@@ -189,11 +190,12 @@ class RunDir:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` ran (a run folder is written by one run)."""
-        return self.enabled and self._writer is None
+        """True once :meth:`close` ran, on every rank (a run folder is written by one run)."""
+        return self._closed
 
     def close(self) -> None:
         """Flush TensorBoard and hand the folder back (remove ``writer.json``)."""
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
             self._writer = None
