@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from reslab.errors import ReslabError
-from reslab.experiments import degradation, depth_table, layer_responses, shortcuts
+from reslab.experiments import degradation, depth_table, layer_responses, runs, shortcuts
 from reslab.experiments.runs import NetResult, ensure_run, run_state
 from reslab.train.engine import train
 from reslab.train.rundir import METRIC_COLUMNS, dump_toml, read_metrics
@@ -162,20 +162,43 @@ def test_interrupted_experiment_stops_and_resumes_at_once(tiny_data, tmp_path, m
     setup = tiny_setup(tmp_path / "exp", tiny_data)
     with pytest.raises(KeyboardInterrupt):
         degradation.run_degradation(setup, depths=[8])
-    runs = tmp_path / "exp" / "runs"
-    assert [p.name for p in runs.iterdir()] == ["plain8"]  # the experiment stopped there
-    state = run_state(runs / "plain8")  # logged up to iteration 2, checkpointed after 3
+    sub_runs = tmp_path / "exp" / "runs"
+    assert [p.name for p in sub_runs.iterdir()] == ["plain8"]  # the experiment stopped there
+    state = run_state(sub_runs / "plain8")  # logged up to iteration 2, checkpointed after 3
     assert (state.iteration, state.finished, state.active, state.resumable) == (2, False, False,
                                                                                 True)
-    assert torch.load(runs / "plain8" / "trainer_state.pt", weights_only=True)["iteration"] == 3
-    assert not (runs / "plain8" / "writer.json").exists()
+    state = torch.load(sub_runs / "plain8" / "trainer_state.pt", weights_only=True)
+    assert state["iteration"] == 3
+    assert not (sub_runs / "plain8" / "writer.json").exists()
     assert not (tmp_path / "exp" / "report.md").exists()
     monkeypatch.undo()
     degradation.run_degradation(setup, depths=[8])  # at once: nothing to wait for
-    assert run_state(runs / "plain8").finished and run_state(runs / "resnet8").finished
-    assert [int(r["iteration"]) for r in read_metrics(runs / "plain8" / "metrics.csv")
+    assert run_state(sub_runs / "plain8").finished and run_state(sub_runs / "resnet8").finished
+    assert [int(r["iteration"]) for r in read_metrics(sub_runs / "plain8" / "metrics.csv")
             if r["train_error"]] == [2, 4]
     assert (tmp_path / "exp" / "report.md").is_file()
+
+
+def test_110_layers_get_the_papers_warm_up(tmp_path, monkeypatch):
+    """Sec. 4.2: ResNet-110 starts at lr 0.01 until its training error is below 80% — added
+    by every experiment from 110 layers on, unless the recipe has a warm-up of its own."""
+    assert runs.paper_warmup({}, 56) == {}
+    assert runs.paper_warmup({}, 110) == {"warmup_lr": 0.01}
+    assert runs.paper_warmup({"warmup_lr": 0.02}, 110) == {}
+    assert runs.paper_warmup({"lr_ramp": 1.0}, 1202) == {}
+    trained = {}
+
+    def record(folder, config, *, progress):
+        trained[folder.name] = config
+        return folder
+
+    monkeypatch.setattr(runs, "ensure_run", record)
+    monkeypatch.setattr(depth_table, "net_result", lambda *args: None)
+    monkeypatch.setattr(depth_table, "write_report", lambda setup, results: None)
+    depth_table.run_depth_table(runs.Setup(data="fashion-mnist", out=tmp_path, recipe={}),
+                                depths=[56, 110])
+    assert trained["resnet110-seed0"]["warmup_lr"] == 0.01
+    assert "warmup_lr" not in trained["resnet56-seed0"]
 
 
 def test_run_length_in_epochs_comes_from_the_run(tmp_path):

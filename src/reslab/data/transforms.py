@@ -18,7 +18,10 @@ preset                    training augmentation; test views
 
 The small-image presets also give :class:`reslab.data.TensorLoader` its options (``pad``,
 ``flip``, ``mean``): the same augmentation as batched tensor ops. Inputs are scaled to [0, 1]
-and have the mean subtracted, as in the paper (no division by a standard deviation).
+and have the mean subtracted, as in the paper (no division by a standard deviation). The
+paper's ImageNet mean is per-pixel too; here it is torchvision's per-channel mean
+(:data:`IMAGENET_MEAN`), which needs no pass over the training images and matches the
+preprocessing of torchvision's and timm's ImageNet weights.
 """
 
 from __future__ import annotations

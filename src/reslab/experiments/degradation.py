@@ -32,7 +32,7 @@ def run_degradation(setup: Setup, *, depths: Sequence[int] = (20, 32, 44, 56)) -
     depths = check_depths(depths)
     setup.claim("degradation", depths=depths)
     results = [net_result(f"{FAMILIES[family]}-{depth}", family, depth,
-                          setup.train(f"{family}{depth}", model=f"{family}{depth}"))
+                          setup.train(f"{family}{depth}", depth=depth, model=f"{family}{depth}"))
                for depth in depths for family in FAMILIES]
     return write_report(setup, results)
 

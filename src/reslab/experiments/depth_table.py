@@ -37,7 +37,7 @@ def run_depth_table(setup: Setup, *, depths: Sequence[int] = (20, 32, 44, 56),
     first = int(setup.recipe.get("seed", 0))
     setup.claim("depth-table", depths=depths, seeds=seeds)
     results = [net_result(f"ResNet-{d}", "resnet", d,
-                          setup.train(f"resnet{d}-seed{s}", model=f"resnet{d}", seed=s))
+                          setup.train(f"resnet{d}-seed{s}", depth=d, model=f"resnet{d}", seed=s))
                for d in depths for s in range(first, first + seeds)]
     return write_report(setup, results)
 

@@ -299,19 +299,43 @@ class Setup:
         report.add(f"{intro} Recipe: `{recipe_text(self.recipe)}`.")
         return report
 
-    def train(self, name: str, **keys: Any) -> Path:
+    def train(self, name: str, *, depth: int, **keys: Any) -> Path:
         """Train (or resume, or skip) the sub-run ``name`` with the shared recipe and ``keys``.
 
         Args:
             name: The sub-run's folder name under ``out/runs``.
+            depth: The net's depth: from 110 layers on, the paper's warm-up is added
+                (:func:`paper_warmup`).
             **keys: More config keys (e.g. ``model``, ``seed``); they override the recipe's.
 
         Returns:
             The sub-run's folder, holding a finished run.
         """
-        config = {**self.recipe, "data": self.data, "data_dir": self.data_dir,
-                  "device": self.device, **keys}
+        config = {**self.recipe, **paper_warmup(self.recipe, depth), "data": self.data,
+                  "data_dir": self.data_dir, "device": self.device, **keys}
         return ensure_run(self.out / "runs" / name, config, progress=self.progress)
+
+
+# Sec. 4.2: "ResNet-110: warm up at lr 0.01 until training error is below 80% (about 400
+# iterations), then 0.1" (the engine's warmup_lr / warmup_error, 0.8 by default).
+WARMUP_DEPTH = 110
+WARMUP_LR = 0.01
+
+
+def paper_warmup(recipe: dict[str, Any], depth: int) -> dict[str, Any]:
+    """The config keys of the paper's warm-up for a net of ``depth`` layers.
+
+    Args:
+        recipe: The experiment's shared keys: a warm-up of its own (``warmup_lr`` or
+            ``lr_ramp``) is kept as it is.
+        depth: The net's depth.
+
+    Returns:
+        ``{"warmup_lr": 0.01}`` from :data:`WARMUP_DEPTH` layers on, else nothing.
+    """
+    if depth < WARMUP_DEPTH or "warmup_lr" in recipe or recipe.get("lr_ramp"):
+        return {}
+    return {"warmup_lr": WARMUP_LR}
 
 
 @dataclass(frozen=True)

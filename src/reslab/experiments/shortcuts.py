@@ -26,10 +26,10 @@ def run_shortcuts(setup: Setup, *, depth: int = 32) -> Path:
     (depth,) = check_depths([depth])
     setup.claim("shortcuts", depth=depth)
     results = [net_result(f"plain-{depth}", "plain", depth,
-                          setup.train(f"plain{depth}", model=f"plain{depth}"))]
+                          setup.train(f"plain{depth}", depth=depth, model=f"plain{depth}"))]
     results += [net_result(f"ResNet-{depth} {option}", "resnet", depth,
-                           setup.train(f"resnet{depth}-{option}", model=f"resnet{depth}",
-                                       shortcut=option))
+                           setup.train(f"resnet{depth}-{option}", depth=depth,
+                                       model=f"resnet{depth}", shortcut=option))
                 for option in OPTIONS]
     return write_report(setup, results)
 
