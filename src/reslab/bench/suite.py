@@ -87,7 +87,8 @@ def run_suite(settings: Settings, models: Sequence[str]) -> Report:
         The report.
     """
     load_start, start = load_average(), time.perf_counter()
-    dtypes = [torch.float32] + ([torch.bfloat16] if fast_paths(settings.device, compile=False)["amp"] else [])
+    bf16 = fast_paths(settings.device, compile=False)["amp"]
+    dtypes = [torch.float32] + ([torch.bfloat16] if bf16 else [])
     peaks = {dtype: matmul_peak(settings.device, dtype, size=settings.peak_size, repeats=3)
              for dtype in dtypes}
     rows = [row for model in models for case in build_cases(model, settings)

@@ -16,7 +16,8 @@ from reslab.io import atomic_save_bytes
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``reslab show``."""
-    parser = subparsers.add_parser("show", help="draw a model's first-layer filters or feature maps")
+    parser = subparsers.add_parser("show",
+                                   help="draw a model's first-layer filters or feature maps")
     what = parser.add_subparsers(dest="what", metavar="WHAT", required=True,
                                  parser_class=type(parser))
     sub = what.add_parser("filters", help="first-layer filters as an image grid")

@@ -39,7 +39,8 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _MIRRORS = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "http://yann.lecun.com/exdb/mnist/"),
     "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 }
 # Official MD5s of the .gz files, in FILES order (as in torchvision/datasets/mnist.py).

@@ -50,7 +50,8 @@ class ImageLoader(EpochPosition):
         if batch_size % world_size:
             raise ReslabError(f"batch size {batch_size} does not divide by world size {world_size}")
         if train and len(dataset) < batch_size:
-            raise ReslabError(f"{len(dataset)} training images, fewer than one batch of {batch_size}")
+            raise ReslabError(
+                f"{len(dataset)} training images, fewer than one batch of {batch_size}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.device = torch.device(device)

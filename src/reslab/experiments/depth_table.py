@@ -106,7 +106,8 @@ def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
         "CIFAR ResNets with option-A shortcuts (He et al. 2016, Sec. 4.2, Table 6). Test error "
         "of each run's last evaluation; mean ± sample std over seeds, and the best run.")
     report.add("## Table 6-style errors (%)", md_table(
-        ["net", "params", "runs", "test error mean ± std", "best", "paper CIFAR-10", "paper params"],
+        ["net", "params", "runs", "test error mean ± std", "best", "paper CIFAR-10",
+         "paper params"],
         [[f"ResNet-{r['depth']}", f"{r['params'] / 1e6:.2f}M", r["runs"],
           percent(r["mean"]) + (f" ± {percent(r['std'])}" if r["std"] is not None else ""),
           percent(r["best"]), *PAPER_TABLE6.get(r["depth"], ("–", "–"))] for r in rows]))

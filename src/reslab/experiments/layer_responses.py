@@ -6,7 +6,6 @@ and residual nets on the test set, in layer order and sorted by magnitude.
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,9 +16,9 @@ from reslab.data import DATASETS, dataset_info
 from reslab.errors import ReslabError
 from reslab.experiments.report import Report, md_table, plot_lines
 from reslab.experiments.runs import check_idle, run_state
+from reslab.models.registry import family_and_depth
 
 EVAL_BATCH = 250
-_NAME = re.compile(r"^(resnet|plain)(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -89,9 +88,9 @@ def measure(run_dir: Path, *, images: int | None, data_dir: str | None,
             seen += len(x)
             yield prepare(x, y)[0]
 
-    match = _NAME.match(predictor.model_name)
-    return Responses(run_dir, predictor.model_name, bool(getattr(predictor.model, "residual", True)),
-                     int(match.group(2)) if match else None,
+    parsed = family_and_depth(predictor.model_name)
+    residual = bool(getattr(predictor.model, "residual", True))
+    return Responses(run_dir, predictor.model_name, residual, parsed[1] if parsed else None,
                      response_stds(predictor.model, batches()))
 
 

@@ -51,8 +51,8 @@ def claims(results: Sequence[NetResult]) -> list[str]:
         return []
     best = min(options, key=lambda r: r.test_error)
     spread = max(r.test_error for r in options) - best.test_error
-    sentences = [f"{best.label} has the lowest test error of the options ({percent(best.test_error)}%); "
-                 f"the options span {percent(spread)} points."]
+    sentences = [f"{best.label} has the lowest test error of the options "
+                 f"({percent(best.test_error)}%); the options span {percent(spread)} points."]
     if plain is not None and plain.test_error is not None:
         all_better = all(r.test_error < plain.test_error for r in options)
         gain = plain.test_error - max(r.test_error for r in options)

@@ -23,6 +23,19 @@ from reslab.errors import ReslabError, choices_hint, natural_key
 _CIFAR_NAME = re.compile(r"^(resnet|plain)(\d+)$")
 
 
+def family_and_depth(name: str) -> tuple[str, int] | None:
+    """Split a ResNet or plain net's name into its family and depth.
+
+    Args:
+        name: A model name, e.g. ``resnet56`` or ``plain20``.
+
+    Returns:
+        ``("resnet", 56)``, ``("plain", 20)``; None for other names (``vgg16``).
+    """
+    match = _CIFAR_NAME.match(name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the registry knows about a named model.
@@ -115,9 +128,9 @@ def model_info(name: str) -> ModelInfo:
     registry = _registry()
     if name in registry:
         return registry[name]
-    match = _CIFAR_NAME.match(name)
-    if match:
-        kind, depth = match.group(1), int(match.group(2))
+    parsed = family_and_depth(name)
+    if parsed:
+        kind, depth = parsed
         base = registry[f"cifar_{kind}"]
         from reslab.models.resnet import check_cifar_depth
 

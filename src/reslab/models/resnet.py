@@ -120,7 +120,8 @@ class ResNet(ModelInterface, nn.Module):
 
         # The stages: the first keeps the resolution, each later one halves it (stride 2).
         self.feature_info = [
-            {"name": "conv1", "module": "relu", "num_chs": stem_planes, "reduction": conv1_reduction}
+            {"name": "conv1", "module": "relu", "num_chs": stem_planes,
+             "reduction": conv1_reduction}
         ]
         in_planes = stem_planes
         for i, (planes, blocks) in enumerate(zip(widths, layers)):
@@ -159,7 +160,8 @@ class ResNet(ModelInterface, nn.Module):
             The last stage's feature map: (N, num_features, H/32, W/32) for the ImageNet stem,
             (N, 64, H/4, W/4) for the CIFAR one.
         """
-        x = self.relu(self.bn1(self.conv1(x)))  # (N, C_in, H, W) -> (N, 64, H/2, W/2) | (N, 16, H, W)
+        # (N, C_in, H, W) -> (N, 64, H/2, W/2) (ImageNet stem) | (N, 16, H, W) (CIFAR stem)
+        x = self.relu(self.bn1(self.conv1(x)))
         if self.maxpool is not None:
             x = self.maxpool(x)  # -> (N, 64, H/4, W/4)
         for i in range(1, self.num_stages + 1):

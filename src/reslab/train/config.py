@@ -45,11 +45,13 @@ class TrainConfig:
     # What to train, on what.
     model: str = _opt("resnet20", "registered model name (see `reslab models`)")
     data: str = _opt("cifar10", "data set name (see `reslab data`)")
-    data_dir: str | None = _opt(None, "folder holding the data set (default: $RESLAB_DATA_DIR or ./data)")
+    data_dir: str | None = _opt(
+        None, "folder holding the data set (default: $RESLAB_DATA_DIR or ./data)")
     preset: str | None = _opt(None, "named recipe; default chosen by the data set")
     out: str | None = _opt(None, "run folder (default runs/<model>-<data>-<time>)")
     train_split: str = _opt("train45k", "split to train on (Sec. 4.2: 45k/5k train/val)")
-    val_split: str | None = _opt("val5k", "split for model selection (best.safetensors); none to skip")
+    val_split: str | None = _opt(
+        "val5k", "split for model selection (best.safetensors); none to skip")
     test_split: str | None = _opt("test", "split reported as test error; none to skip")
     # The model's options (None: the model's own default).
     shortcut: str | None = _opt(None, "shortcut option A, B or C (Sec. 4.1)")
@@ -69,7 +71,8 @@ class TrainConfig:
     )
     lr_decay: float = _opt(0.1, "factor applied at each milestone / plateau")
     plateau_patience: int = _opt(3, "evaluations without improvement before dividing (plateau)")
-    warmup_lr: float | None = _opt(None, "start at this lr until training error < warmup_error (ResNet-110)")
+    warmup_lr: float | None = _opt(
+        None, "start at this lr until training error < warmup_error (ResNet-110)")
     warmup_error: float = _opt(0.8, "training error below which the warm-up ends")
     lr_ramp: float = _opt(0.0, "raise the lr linearly to --lr over this many iterations (epochs "
                        "with --epochs), then decay (not in the paper)")
@@ -87,7 +90,8 @@ class TrainConfig:
     # System.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     amp: bool = _opt(False, "bf16 autocast where supported")
-    channels_last: bool | None = _opt(None, "channels-last memory format (default: on for CUDA and the CPU)")
+    channels_last: bool | None = _opt(
+        None, "channels-last memory format (default: on for CUDA and the CPU)")
     compile: bool = _opt(False, "torch.compile the model")
     compile_step: bool = _opt(False, "torch.compile the whole step: forward, backward and SGD")
     cuda_graphs: bool = _opt(False, "replay each step as one CUDA graph (one GPU, fixed shapes)")

@@ -2,7 +2,7 @@
 in step. The paper trained its CIFAR nets on two GPUs (Sec. 4.2) with BN statistics per GPU.
 
     torchrun --nproc-per-node 2 -m reslab train --model resnet110 --data cifar10 ...
-    reslab train --nproc 2 --model resnet110 --data cifar10 ...   # the same, via torchrun's launcher
+    reslab train --nproc 2 --model resnet110 --data cifar10 ...   # the same, through torchrun
 
 Each process (rank) reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``) and joins one process group: NCCL on CUDA (rank ``r`` of a

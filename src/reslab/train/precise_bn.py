@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 
 @torch.no_grad()
-def update_bn_stats(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]], num_batches: int) -> None:
+def update_bn_stats(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]],
+                    num_batches: int) -> None:
     """Replace every BN layer's running mean/var by their average over ``num_batches`` batches.
 
     Args:

@@ -94,7 +94,8 @@ class RunDir:
         try:
             self.folder.mkdir(exist_ok=True)
         except PermissionError:
-            raise ReslabError(f"cannot create run folder {self.folder}: permission denied") from None
+            raise ReslabError(
+                f"cannot create run folder {self.folder}: permission denied") from None
         claim_writer(self.folder)
         self.metrics_path = self.folder / "metrics.csv"
         try:
@@ -186,7 +187,8 @@ class RunDir:
             title: The figure's title.
         """
         if self.enabled:
-            atomic_save_bytes(self.path("curves.png"), plot_curves(read_metrics(self.metrics_path), title))
+            png = plot_curves(read_metrics(self.metrics_path), title)
+            atomic_save_bytes(self.path("curves.png"), png)
 
     @property
     def closed(self) -> bool:
