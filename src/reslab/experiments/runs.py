@@ -49,7 +49,8 @@ class RunState:
         iteration: Last iteration logged in metrics.csv (0 when none).
         total: The run's last iteration (from config.toml).
         finished: ``iteration >= total``.
-        active: A live process writes it (:func:`reslab.train.run_lock.live_writer`).
+        writer: The live process that writes it (:func:`reslab.train.run_lock.live_writer`),
+            or None.
         resumable: A trainer state exists to continue from.
     """
 
@@ -57,8 +58,13 @@ class RunState:
     iteration: int
     total: int
     finished: bool
-    active: bool
+    writer: dict[str, Any] | None
     resumable: bool
+
+    @property
+    def active(self) -> bool:
+        """A live process writes the folder (it is still being written)."""
+        return self.writer is not None
 
 
 def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
@@ -82,7 +88,7 @@ def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
     iteration = max((int(r["iteration"]) for r in rows), default=0)
     total = _total_iterations(folder, config)
     return RunState(folder, iteration, total, iteration >= total,
-                    live_writer(folder, now=now) is not None,
+                    live_writer(folder, now=now),
                     (folder / "trainer_state.pt").is_file())
 
 
@@ -107,10 +113,9 @@ def check_idle(state: RunState) -> None:
         ReslabError: ``state.active``.
     """
     if state.active:
-        writer = live_writer(state.folder) or {}
         raise ReslabError(
             f"run folder {state.folder} is still being written (iteration {state.iteration} of "
-            f"{state.total}, by process {writer.get('pid', '?')} on {writer.get('host', '?')}); "
+            f"{state.total}, by process {state.writer['pid']} on {state.writer['host']}); "
             "wait for it to finish"
         )
 
