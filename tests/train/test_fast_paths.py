@@ -171,13 +171,21 @@ def test_engine_switches_train_the_same(tmp_path):
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
 
 
-def test_training_loop_reads_nothing_back_between_log_steps(tmp_path, monkeypatch):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+def test_training_loop_reads_nothing_back_between_log_steps(device, tmp_path, monkeypatch):
     """No host-device sync in the loop: batches, steps and the running loss/error stay on the
     device; values are read back only at log and evaluation steps. Every way a tensor's value
-    reaches Python is recorded with the loop's phase and iteration."""
+    reaches Python is recorded with the loop's phase and iteration. On CUDA, torch's sync debug
+    mode also turns any synchronising call inside the ops of a step or a batch fetch (a
+    ``nonzero``, a boolean mask, a blocking copy) into an error."""
     engine = sys.modules["reslab.train.engine"]
     phase, reads = ["setup"], []
     trainers = []
+
+    def enter(name):  # the loop enters phase ``name``; syncs are errors in steps and fetches
+        phase[0] = name
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("error" if name in ("step", "fetch") else "default")
 
     def recording(name):
         original = getattr(torch.Tensor, name)
@@ -190,17 +198,17 @@ def test_training_loop_reads_nothing_back_between_log_steps(tmp_path, monkeypatc
 
     class FlaggedStep(engine.TrainStep):
         def __call__(self, *args, **kwargs):
-            phase[0] = "step"
+            enter("step")
             try:
                 return super().__call__(*args, **kwargs)
             finally:
-                phase[0] = "loop"
+                enter("loop")
 
     def flagged_batches(loader):
         for batch in engine_endless(loader):
-            phase[0] = "loop"
+            enter("loop")
             yield batch
-            phase[0] = "fetch"
+            enter("fetch")
 
     engine_endless = engine.endless
     monkeypatch.setattr(engine, "TrainStep", FlaggedStep)
@@ -208,15 +216,18 @@ def test_training_loop_reads_nothing_back_between_log_steps(tmp_path, monkeypatc
     (tmp_path / "data").mkdir()
     write_tiny_fashion_mnist(tmp_path / "data", train=64, test=16)
     config = resolve(dict(model="resnet8", data="fashion-mnist", data_dir=str(tmp_path / "data"),
-                          iters=12, eval_every=8, log_every=4, batch_size=8, device="cpu",
+                          iters=12, eval_every=8, log_every=4, batch_size=8, device=device,
                           train_split="train", val_split=None, test_split="test",
                           out=str(tmp_path / "run")))
     trainer = engine.Trainer(config, progress=False)
     for name in HOST_READS:
         monkeypatch.setattr(torch.Tensor, name, recording(name))
     trainers.append(trainer)
-    phase[0] = "fetch"
-    trainer.run()
+    enter("fetch")
+    try:
+        trainer.run()
+    finally:
+        enter("setup")
     trainers.clear()
     assert reads, "the log steps read the loss and error back: the recording must see them"
     assert [r for r in reads if r[0] in ("step", "fetch")] == []

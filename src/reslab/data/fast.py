@@ -145,7 +145,14 @@ class TensorLoader(EpochPosition):
         flips = torch.rand(n, generator=generator) < 0.5
         if not self.flip:
             flips.zero_()
-        return order.to(self.device), offsets.to(self.device), flips.to(self.device)
+        return self._upload(order), self._upload(offsets), self._upload(flips)
+
+    def _upload(self, tensor: Tensor) -> Tensor:
+        """``tensor`` on the device. To CUDA through pinned memory, without blocking: a copy
+        from pageable memory would make the host wait for the GPU once per epoch."""
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
 
     def _crop_flip(self, index: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
         """Crops of the original size at ``offsets`` [b, 2] of the padded samples ``index``
