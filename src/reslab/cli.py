@@ -4,13 +4,15 @@ Each sub-command lives in its own module under :mod:`reslab.commands` and provid
 ``add_parser(subparsers)``, which registers an ``argparse`` parser whose ``func`` default takes
 the parsed namespace and returns an exit status. Errors the user can cause
 (:class:`reslab.errors.ReslabError`, argparse mistakes, missing files) print one line
-``reslab: error: ...`` and exit with status 2, never a traceback.
+``reslab: error: ...`` and exit with status 2, never a traceback. reslab's warnings (the
+``logging`` records of its modules) print as ``reslab: warning: ...`` lines on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +44,20 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+class StderrLines(logging.Handler):
+    """``reslab: warning: ...`` on whatever ``sys.stderr`` is when a record comes."""
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102 - logging API
+        sys.stderr.write(f"reslab: {record.levelname.lower()}: {record.getMessage()}\n")
+
+
+def show_warnings() -> None:
+    """Send the ``reslab`` loggers' warnings to stderr, once per process."""
+    logger = logging.getLogger("reslab")
+    if not any(isinstance(handler, StderrLines) for handler in logger.handlers):
+        logger.addHandler(StderrLines(logging.WARNING))
+
+
 def build_parser() -> ArgumentParser:
     """Build the top-level parser with every sub-command registered."""
     from reslab import __version__
@@ -68,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0 on success, 2 for a usage error, 130 when interrupted.
     """
+    show_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

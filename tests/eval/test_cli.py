@@ -72,3 +72,23 @@ def test_predict_images_and_folders(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("a.jpg") and len(lines) == 4  # the path, then the 3 classes
     assert lines[1].strip().startswith(f"{100 * expected[0][1]:.2f}%")
+
+
+def test_predict_on_a_run_that_still_trains_says_so(tmp_path, capsys):
+    """The checkpoint is read (it is complete); a warning line says the run trains on."""
+    from reslab.train.run_lock import WRITER_FILE
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_checkpoint(run / "last.safetensors")
+    (run / WRITER_FILE).write_text(json.dumps({"host": "node-7", "pid": 123}))  # fresh: live
+    image = tmp_path / "a.png"
+    Image.fromarray(torch.zeros(28, 28, dtype=torch.uint8).numpy()).save(image)
+    assert main(["predict", str(run), str(image)]) == 0
+    captured = capsys.readouterr()
+    assert "a.png" in captured.out
+    assert captured.err.startswith(f"reslab: warning: {run} is still being trained (process 123 "
+                                   "on node-7): reading last.safetensors as saved at ")
+    assert main(["predict", str(run), str(image)]) == 0
+    assert captured.err.count("\n") == 1  # one line, and one handler however often main runs
+    assert capsys.readouterr().err.count("reslab: warning:") == 1

@@ -91,3 +91,25 @@ def test_damaged_claim_is_replaced(tmp_path, text):
     assert live_writer(tmp_path) is None
     claim_writer(tmp_path)
     assert json.loads((tmp_path / WRITER_FILE).read_text()) == this_process()
+
+
+def test_reading_a_run_that_is_still_training_warns(tmp_path, caplog):
+    """eval, predict, export and show read a run folder's checkpoint as it stands (it is always
+    complete); while the run trains on, they say so, with the checkpoint's time."""
+    from reslab.train.checkpoint import checkpoint_file
+
+    (tmp_path / "best.safetensors").write_bytes(b"weights")
+    with caplog.at_level("WARNING", logger="reslab.train.checkpoint"):
+        assert checkpoint_file(tmp_path) == tmp_path / "best.safetensors"
+    assert caplog.text == ""  # no writer: nothing to say
+    write_claim(tmp_path, host="other-node", pid=7, namespace=None, start=None)  # fresh, so live
+    with caplog.at_level("WARNING", logger="reslab.train.checkpoint"):
+        assert checkpoint_file(tmp_path) == tmp_path / "best.safetensors"
+    saved = time.strftime("%H:%M:%S", time.localtime((tmp_path / "best.safetensors").stat().st_mtime))
+    assert f"{tmp_path} is still being trained (process 7 on other-node): reading " \
+           f"best.safetensors as saved at {saved}" in caplog.text
+    caplog.clear()
+    os.utime(tmp_path / WRITER_FILE, (time.time() - 2 * QUIET_SECONDS,) * 2)  # gone quiet: dead
+    with caplog.at_level("WARNING", logger="reslab.train.checkpoint"):
+        checkpoint_file(tmp_path)
+    assert caplog.text == ""

@@ -17,7 +17,9 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,9 @@ from torch import nn
 from reslab.errors import ReslabError, choices_hint
 from reslab.io import atomic_save_bytes
 from reslab.models import model_info
+from reslab.train.run_lock import live_writer
+
+log = logging.getLogger(__name__)
 
 RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
@@ -66,6 +71,7 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     if path.is_dir():
         for name in RUN_CHECKPOINTS:
             if (path / name).is_file():
+                _warn_if_training(path, path / name)
                 return path / name
         raise ReslabError(f"{path} is not a run folder: it has no {' or '.join(RUN_CHECKPOINTS)}")
     if not path.exists():
@@ -74,6 +80,16 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
         raise ReslabError(
             f"checkpoint {path}: unknown file type; {choices_hint(CHECKPOINT_SUFFIXES)}")
     return path
+
+
+def _warn_if_training(folder: Path, file: Path) -> None:
+    """Say that a run folder is still being trained: its checkpoint is complete (written
+    atomically) but will be replaced by a newer one."""
+    writer = live_writer(folder)
+    if writer is not None:
+        saved = time.strftime("%H:%M:%S", time.localtime(file.stat().st_mtime))
+        log.warning("%s is still being trained (process %s on %s): reading %s as saved at %s",
+                    folder, writer["pid"], writer["host"], file.name, saved)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
