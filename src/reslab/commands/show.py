@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from reslab.commands.predict import add_checkpoint_arguments
 from reslab.errors import ReslabError
@@ -49,11 +50,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def first_conv_weight(state: dict[str, Tensor], *, source: str) -> tuple[str, Tensor]:
-    """The first convolution kernel of a state dict (its first 4-d tensor, in stored order).
+def first_conv_weight(state: dict[str, Tensor], meta: dict[str, Any], *,
+                      source: str) -> tuple[str, Tensor]:
+    """The first layer's convolution kernel of a state dict.
+
+    A reslab checkpoint names its model: the kernel of the model's first ``nn.Conv2d`` (a
+    safetensors file does not keep the state dict's order). A foreign state dict: of its 4-d
+    tensors, the one with the fewest input channels (the image's), the first in stored order.
 
     Args:
         state: Parameter name to tensor.
+        meta: The checkpoint's reslab metadata (empty for foreign files).
         source: The checkpoint as given, for the error message.
 
     Returns:
@@ -62,10 +69,19 @@ def first_conv_weight(state: dict[str, Tensor], *, source: str) -> tuple[str, Te
     Raises:
         ReslabError: The state dict holds no 4-d tensor.
     """
-    for key, value in state.items():
-        if value.ndim == 4:
-            return key, value
-    raise ReslabError(f"{source} holds no convolution weights")
+    from reslab.models import create_model
+
+    kernels = {key: value for key, value in state.items() if value.ndim == 4}
+    if not kernels:
+        raise ReslabError(f"{source} holds no convolution weights")
+    if meta.get("model"):
+        with torch.device("meta"):  # the module order only: no memory, no initialisation cost
+            net = create_model(meta["model"], **meta.get("model_options", {}))
+        for name, module in net.named_modules():
+            if isinstance(module, nn.Conv2d) and f"{name}.weight" in kernels:
+                return f"{name}.weight", kernels[f"{name}.weight"]
+    key = min(kernels, key=lambda k: kernels[k].shape[1])  # min keeps the first of equals
+    return key, kernels[key]
 
 
 def filters_png(checkpoint: str) -> bytes:
@@ -82,8 +98,8 @@ def filters_png(checkpoint: str) -> bytes:
     from reslab.plots import figure_png, pyplot
     from reslab.train.checkpoint import checkpoint_file, read_weights
 
-    state, _ = read_weights(checkpoint_file(checkpoint))
-    key, weight = first_conv_weight(state, source=checkpoint)  # (K, C, kh, kw)
+    state, meta = read_weights(checkpoint_file(checkpoint))
+    key, weight = first_conv_weight(state, meta, source=checkpoint)  # (K, C, kh, kw)
     if weight.shape[1] != 3:
         weight = weight.mean(1, keepdim=True)  # -> (K, 1, kh, kw)
     low = weight.amin((1, 2, 3), keepdim=True)
