@@ -1,6 +1,7 @@
 """``reslab data get|verify|show``: exit codes, one-line errors, the PNG grid."""
 
 import dataclasses
+import gzip
 import hashlib
 
 import pytest
@@ -66,11 +67,44 @@ def test_verify_folder_tree(tmp_path, capsys):
 
 
 @needs_fashion
-def test_verify_real_fashion_mnist(tmp_path, capsys):
-    assert main(["data", "verify", "fashion-mnist", "--data-dir", str(tmp_path)]) == 0
+def test_a_named_data_dir_is_used_alone_and_get_copies_the_system_copy(tmp_path, capsys,
+                                                                       monkeypatch):
+    """Debian's Fashion-MNIST stands in for ./data only when no data dir is named; `data get`
+    copies it into a named one (no network needed), and `data verify` checks every file's
+    decoded content against the official release."""
+    monkeypatch.delenv("RESLAB_DATA_DIR", raising=False)
+    named = tmp_path / "named"
+    named.mkdir()
+    assert main(["data", "verify", "fashion-mnist", "--data-dir", str(named)]) == 2
+    assert (f"no files in {named}/fashion-mnist or {named}; a system-wide copy is in "
+            f"{idx.SYSTEM_DIRS['fashion-mnist']}: use --data-dir") in _error_line(capsys)
+    assert main(["data", "get", "fashion-mnist", "--data-dir", str(named)]) == 0
+    assert capsys.readouterr().out == f"fashion-mnist: {named / 'fashion-mnist'}\n"
+    assert main(["data", "verify", "fashion-mnist", "--data-dir", str(named)]) == 0
     out = capsys.readouterr().out
+    assert f"fashion-mnist in {named / 'fashion-mnist'}" in out
+    assert ("t10k-images-idx3-ubyte.gz: decoded MD5 8181f5470baa50b63fa0f6fddb340f0a official "
+            "(recompressed .gz)") in out
     assert "train: 60000 images 1x28x28; per class: T-shirt/top 6000, Trouser 6000" in out
-    assert "recompressed copy" in out and out.endswith("ok\n")
+    assert out.endswith("ok\n")
+    monkeypatch.chdir(tmp_path)  # no ./data here, no data dir named: the system copy
+    assert main(["data", "verify", "fashion-mnist"]) == 0
+    assert f"fashion-mnist in {idx.SYSTEM_DIRS['fashion-mnist']}" in capsys.readouterr().out
+
+
+@needs_fashion
+def test_verify_finds_a_changed_pixel_in_a_raw_copy(tmp_path, capsys):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for name in (*idx.FILES["train"], *idx.FILES["test"]):
+        data = gzip.decompress((idx.SYSTEM_DIRS["fashion-mnist"] / f"{name}.gz").read_bytes())
+        if name == "t10k-images-idx3-ubyte":
+            data = data[:5000] + bytes([data[5000] ^ 1]) + data[5001:]  # one pixel, one bit
+        (folder / name).write_bytes(data)
+    assert main(["data", "verify", "fashion-mnist", "--data-dir", str(tmp_path)]) == 2
+    assert (f"{folder}/t10k-images-idx3-ubyte: the decoded file's MD5 is ") in (
+        line := _error_line(capsys))
+    assert "not the official 8181f5470baa50b63fa0f6fddb340f0a" in line
 
 
 @pytest.mark.parametrize("augmented", [False, True])

@@ -105,7 +105,8 @@ def test_holdout_split_is_fixed():
 
 @needs_fashion
 def test_real_fashion_mnist_from_the_system_copy(tmp_path, monkeypatch):
-    monkeypatch.setenv("RESLAB_DATA_DIR", str(tmp_path))  # empty: falls back to the system copy
+    monkeypatch.delenv("RESLAB_DATA_DIR", raising=False)  # no data dir named, and no ./data:
+    monkeypatch.chdir(tmp_path)  # the system copy stands in
     train = load_arrays("fashion-mnist", None, "train")
     assert train.images.shape == (60_000, 1, 28, 28)
     assert train.labels[:5].tolist() == [9, 0, 0, 3, 0]

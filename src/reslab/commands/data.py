@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 from reslab.data import DATASETS, download, verify
 from reslab.data.grid import preview, render_grid, save_png
+from reslab.data.registry import DATA_DIR_HELP
 from reslab.errors import ReslabError
 
-DATA_DIR_HELP = "the data dir (default: $RESLAB_DATA_DIR, else ./data; for 'folder': the tree)"
+DATA_DIR_HELP = f"{DATA_DIR_HELP}; for 'folder': the tree"
 
 
 def _add_action(
@@ -50,8 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_action(
         actions, "verify", run_verify,
         summary="read every file; counts, checksums and per-class counts",
-        description="Decode the whole data set and compare it with the official release. "
-        "Exit status 2 with one line on the first problem.",
+        description="Decode the whole data set, compare its counts with the official release "
+        "and its content by MD5: every (Fashion-)MNIST file's decoded content; for CIFAR the "
+        "archive, if it is kept in the data dir (no official per-file checksums exist; "
+        "without it only the records' structure and counts are checked); image trees: every "
+        "image decoded. Exit status 2 with one line on the first problem.",
     )  # fmt: skip
     show = _add_action(
         actions, "show", run_show, summary="write a labelled grid of samples as a PNG",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reslab.commands.predict import add_checkpoint_arguments
+from reslab.data.registry import DATA_DIR_HELP
 
 if TYPE_CHECKING:
     from reslab.eval.runner import Evaluation
@@ -30,8 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint_arguments(parser)
     parser.add_argument("--data", required=True, metavar="NAME",
                         help="data set (see `reslab data`)")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="folder holding the data set (default: $RESLAB_DATA_DIR or ./data)")
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--split", help="split to evaluate (default: test, else val)")
     parser.add_argument("--protocol", default="center", choices=PROTOCOLS,
                         help="test views (default: center)")

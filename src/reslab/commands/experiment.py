@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from reslab.commands.train import config_overrides
+from reslab.data.registry import DATA_DIR_HELP
 from reslab.errors import ReslabError
 from reslab.train.config import FIELDS, coerce
 
@@ -47,14 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("runs", nargs="*", metavar="RUN", help="run folders (plain and residual)")
     sub.add_argument("--out", help="report folder (default experiments/layer-responses)")
     sub.add_argument("--images", type=int, metavar="N", help="use the first N test images")
-    sub.add_argument("--data-dir", help="folder holding the data set")
+    sub.add_argument("--data-dir", help=DATA_DIR_HELP)
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     sub.set_defaults(func=run)
 
 
 def _training_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--data", required=True, help="data set (see `reslab data`)")
-    parser.add_argument("--data-dir", help="folder holding the data set")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--quick", action="store_true",
                         help="small version (about 15 minutes on 2 CPU cores)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",

@@ -14,7 +14,13 @@ from reslab.data import cifar, idx, imagenet
 from reslab.data.arrays import ArrayData, ArrayDataset, select_holdout
 from reslab.data.download import check_mirrors
 from reslab.data.folder import ImageFolderDataset, ImageList, class_folders, scan_tree
-from reslab.data.registry import DatasetInfo, check_split, data_root, dataset_info
+from reslab.data.registry import (
+    DatasetInfo,
+    check_split,
+    data_dir_named,
+    data_root,
+    dataset_info,
+)
 from reslab.errors import ReslabError
 
 # The reader of each small data set's official format.
@@ -24,25 +30,48 @@ ARRAY_FORMATS: dict[str, ModuleType] = {
 OFFICIAL_SPLITS = ("train", "test")
 
 
-def find_files(info: DatasetInfo, root: Path) -> Path:
-    """The folder with a small data set's files.
+def locate(info: DatasetInfo, root: str | os.PathLike | None) -> Path | None:
+    """The folder with a small data set's files: under the data dir; when the user named no
+    data dir, also a system-wide copy (Debian's Fashion-MNIST, :func:`reslab.data.idx.system_copy`).
 
     Args:
         info: A small data set (one of :data:`ARRAY_FORMATS`).
-        root: The data dir.
+        root: The data dir the user named, or None.
 
     Returns:
-        The folder its format's ``find`` returns.
+        The folder, or None.
+
+    Raises:
+        ReslabError: A data dir the user named does not exist.
+    """
+    folder = ARRAY_FORMATS[info.name].find(info, data_root(root))
+    if folder is None and not data_dir_named(root):
+        folder = idx.system_copy(info)
+    return folder
+
+
+def find_files(info: DatasetInfo, root: str | os.PathLike | None) -> Path:
+    """The folder with a small data set's files (:func:`locate`).
+
+    Args:
+        info: A small data set (one of :data:`ARRAY_FORMATS`).
+        root: The data dir the user named, or None.
+
+    Returns:
+        The folder.
 
     Raises:
         ReslabError: None found (the message says how to get them).
     """
-    folder = ARRAY_FORMATS[info.name].find(info, root)
+    folder = locate(info, root)
     if folder is None:
-        raise ReslabError(
-            f"{info.name}: no files in {root / info.folder} or {root}; "
-            f"run `reslab data get {info.name} --data-dir {root}`"
-        )
+        base = data_root(root)
+        system = idx.system_copy(info)
+        hint = (f"; a system-wide copy is in {system}: use --data-dir {system}, or "
+                f"`reslab data get {info.name} --data-dir {base}` to copy it there"
+                if system is not None else
+                f"; run `reslab data get {info.name} --data-dir {base}`")
+        raise ReslabError(f"{info.name}: no files in {base / info.folder} or {base}{hint}")
     return folder
 
 
@@ -64,7 +93,9 @@ def download(
         mirrors: Base URLs to try instead of the official ones (e.g. ``file:///srv/mirror/``).
 
     Returns:
-        The folder with the files (possibly a system-wide copy that was already there).
+        The folder with the files. Without a named data dir, that may be a system-wide copy
+        that was already there; with one, such a copy is copied into it (content checked)
+        rather than downloaded, unless ``mirrors`` are given.
 
     Raises:
         ReslabError: The data set cannot be downloaded, or no mirror gave the official files.
@@ -73,9 +104,20 @@ def download(
     if not info.small:
         raise _not_downloadable(info)
     check_mirrors(mirrors)
+    return _fetch(info, root, mirrors=mirrors)
+
+
+def _fetch(info: DatasetInfo, root: str | os.PathLike | None, *,
+           mirrors: tuple[str, ...] | None = None) -> Path:
+    """:func:`download` for a small data set, the mirrors checked."""
     base = data_root(root, create=True)
-    module = ARRAY_FORMATS[name]
-    return module.find(info, base) or module.download(info, base, mirrors=mirrors)
+    found = locate(info, root)
+    if found is not None:
+        return found
+    system = idx.system_copy(info)
+    if system is not None and not mirrors:
+        return idx.copy_release(info, system, base)
+    return ARRAY_FORMATS[info.name].download(info, base, mirrors=mirrors)
 
 
 def load_arrays(
@@ -101,12 +143,8 @@ def load_arrays(
     if not info.small:
         raise ReslabError(f"{name} is read image by image; use reslab.data.get_dataset")
     check_split(info, split)
-    base = data_root(root, create=download)
-    module = ARRAY_FORMATS[name]
-    folder = module.find(info, base)
-    if folder is None and download:
-        folder = module.download(info, base)
-    official = module.load(info, folder or find_files(info, base), _official(split))
+    folder = _fetch(info, root) if download else find_files(info, root)
+    official = ARRAY_FORMATS[name].load(info, folder, _official(split))
     if split in OFFICIAL_SPLITS:
         return official
     return select_holdout(official, split, official_size=info.counts["train"])

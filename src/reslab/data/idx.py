@@ -4,16 +4,18 @@ An IDX file is a 4-byte big-endian magic number ``0x000008DD`` (``08``: unsigned
 the number of dimensions), then each dimension as a big-endian uint32, then the values in
 row-major order: images are ``0x00000803`` (N x 28 x 28), labels ``0x00000801`` (N).
 
-Files are found in ``<data dir>/<name>/``, then in the data dir itself, then (Fashion-MNIST) in
-``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``). Debian recompresses
-the ``.gz`` files, so their MD5 differs from the official one: what is checked on every load is
-the decoded content (magic, dims against the file size, equal image and label counts, labels
-0..9), which is the same either way.
+Files are found in ``<data dir>/<name>/``, then in the data dir itself; when the user names no
+data dir, Fashion-MNIST is also found in ``/usr/share/datasets/fashion-mnist`` (Debian's
+``dataset-fashion-mnist``, :func:`system_copy`). Debian recompresses the ``.gz`` files, so their
+MD5 differs from the official one, but the decoded files are the official ones
+(:data:`CONTENT_MD5`, which ``reslab data verify`` checks). Every load checks the structure:
+magic, dims against the file size, equal image and label counts, labels 0..9.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import struct
 import zlib
@@ -25,6 +27,7 @@ from reslab.data.arrays import ArrayData
 from reslab.data.download import Resource, fetch
 from reslab.data.registry import DatasetInfo, dataset_dirs
 from reslab.errors import ReslabError
+from reslab.io import atomic_save_bytes
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -52,6 +55,18 @@ _MD5 = {
     "fashion-mnist": (
         "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
+}  # fmt: skip
+# MD5s of the decoded (uncompressed) files of the official release, in FILES order: the same
+# for the official .gz files, raw copies and recompressed ones such as Debian's.
+CONTENT_MD5 = {
+    "mnist": (
+        "6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+        "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637",
+    ),
+    "fashion-mnist": (
+        "f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+        "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965",
     ),
 }  # fmt: skip
 RESOURCES = {
@@ -123,7 +138,7 @@ def idx_path(folder: Path, name: str) -> Path | None:
 
 
 def find(info: DatasetInfo, root: Path) -> Path | None:
-    """The first folder with any of ``info``'s IDX files: under ``root``, then system-wide.
+    """The first folder under ``root`` with any of ``info``'s IDX files.
 
     Args:
         info: ``mnist`` or ``fashion-mnist``.
@@ -132,13 +147,77 @@ def find(info: DatasetInfo, root: Path) -> Path | None:
     Returns:
         The folder, or None when no IDX file is found.
     """
-    folders = dataset_dirs(info, root)
-    if info.name in SYSTEM_DIRS:
-        folders.append(SYSTEM_DIRS[info.name])
-    for folder in folders:
+    for folder in dataset_dirs(info, root):
         if any(idx_path(folder, name) for pair in FILES.values() for name in pair):
             return folder
     return None
+
+
+def system_copy(info: DatasetInfo) -> Path | None:
+    """A system-wide copy of the data set (Debian's Fashion-MNIST), if one is installed.
+
+    Args:
+        info: A data set.
+
+    Returns:
+        Its folder, or None.
+    """
+    folder = SYSTEM_DIRS.get(info.name)
+    return find(info, folder) if folder is not None else None
+
+
+def content_md5(path: Path) -> str:
+    """The MD5 of an IDX file's decoded content (see :data:`CONTENT_MD5`).
+
+    Args:
+        path: A raw or gzip-compressed IDX file.
+    """
+    return hashlib.md5(_read_bytes(path)).hexdigest()
+
+
+def check_content(info: DatasetInfo, folder: Path) -> list[tuple[Path, str]]:
+    """Compare each file's decoded content with the official release's.
+
+    Args:
+        info: ``mnist`` or ``fashion-mnist``.
+        folder: The folder holding the four IDX files (raw or ``.gz``).
+
+    Returns:
+        ``(file, content MD5)`` for each of the four files, in :data:`FILES` order.
+
+    Raises:
+        ReslabError: A file is missing, or its content is not the official one.
+    """
+    checked = []
+    names = (*FILES["train"], *FILES["test"])
+    for name, official in zip(names, CONTENT_MD5[info.name], strict=True):
+        path = idx_path(folder, name)
+        if path is None:
+            raise ReslabError(f"{folder / name}(.gz) is missing")
+        got = content_md5(path)
+        if got != official:
+            raise ReslabError(f"{path}: the decoded file's MD5 is {got}, not the official "
+                              f"{official}: it is not the official {info.name} {name}")
+        checked.append((path, got))
+    return checked
+
+
+def copy_release(info: DatasetInfo, source: Path, root: Path) -> Path:
+    """Copy the four files of an official release (checked) into ``root/<name>``.
+
+    Args:
+        info: ``mnist`` or ``fashion-mnist``.
+        source: A folder holding them (raw or ``.gz``), e.g. :func:`system_copy`.
+        root: The data dir.
+
+    Returns:
+        The folder they were copied to.
+    """
+    target = root / info.folder
+    target.mkdir(parents=True, exist_ok=True)
+    for path, _ in check_content(info, source):
+        atomic_save_bytes(target / path.name, path.read_bytes())
+    return target
 
 
 def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:

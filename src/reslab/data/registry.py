@@ -15,6 +15,9 @@ from pathlib import Path
 from reslab.errors import ReslabError, choices_hint
 
 DATA_DIR_ENV = "RESLAB_DATA_DIR"
+DATA_DIR_HELP = ("folder holding the data set (default: $RESLAB_DATA_DIR, else ./data, else a "
+                 "system-wide copy such as Debian's Fashion-MNIST; a folder you name is used "
+                 "alone)")
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -188,6 +191,16 @@ def data_root(root: str | os.PathLike | None, *, create: bool = False) -> Path:
     elif root is not None and not path.is_dir():
         raise ReslabError(f"data dir {path} does not exist (or is not a folder)")
     return path
+
+
+def data_dir_named(root: str | os.PathLike | None) -> bool:
+    """Whether the user named a data dir (``--data-dir`` or ``$RESLAB_DATA_DIR``): then the
+    files must be there, and system-wide copies are not used in their place.
+
+    Args:
+        root: The folder the user named, or None.
+    """
+    return root is not None or bool(os.environ.get(DATA_DIR_ENV))
 
 
 def dataset_dirs(info: DatasetInfo, root: Path) -> list[Path]:

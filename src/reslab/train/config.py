@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reslab.data.registry import DATA_DIR_HELP
 from reslab.errors import ReslabError, choices_hint
 
 if sys.version_info >= (3, 11):
@@ -45,8 +46,7 @@ class TrainConfig:
     # What to train, on what.
     model: str = _opt("resnet20", "registered model name (see `reslab models`)")
     data: str = _opt("cifar10", "data set name (see `reslab data`)")
-    data_dir: str | None = _opt(
-        None, "folder holding the data set (default: $RESLAB_DATA_DIR or ./data)")
+    data_dir: str | None = _opt(None, DATA_DIR_HELP)
     preset: str | None = _opt(None, "named recipe; default chosen by the data set")
     out: str | None = _opt(None, "run folder (default runs/<model>-<data>-<time>)")
     train_split: str = _opt("train45k", "split to train on (Sec. 4.2: 45k/5k train/val)")
