@@ -23,6 +23,7 @@ def workspace(tmp_path_factory):
     buffer = io.BytesIO()
     torch.save(load_file(good), buffer)
     (root / "cut.pth").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (root / "plain.pth").write_bytes(buffer.getvalue())  # a state dict without reslab metadata
     (root / "text.pth").write_text("hello, not a pickle")
     (root / "empty.pth").write_bytes(b"")
     write_checkpoint(root / "resnet20.safetensors", model="resnet20", in_channels=3, size=32)
@@ -40,6 +41,9 @@ def files_under(root):
 CASES = {
     "unknown model": (["predict", "{w}/model.safetensors", "{w}/good.png", "--model",
                        "resnet21x"], "unknown model 'resnet21x'"),
+    "no data set named or recorded": (["eval", "{w}/plain.pth", "--model", "resnet8"],
+                                      "plain.pth does not record the data set it was trained "
+                                      "on: name one with --data"),
     "unknown data set": (["eval", "{w}/model.safetensors", "--data", "cifar11"],
                          "unknown data set 'cifar11'; choose from: cifar10"),
     "missing data root": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",

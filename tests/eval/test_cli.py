@@ -27,6 +27,9 @@ def test_eval_of_a_trained_run_reproduces_its_test_error(fashion_dir, tmp_path, 
                  str(fashion_dir), "--device", "cpu", "--json", "-o", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["top1_error"] == pytest.approx(run.test_error)
+    assert main(["eval", str(run.run_dir), "--data-dir", str(fashion_dir), "--device", "cpu",
+                 "--json", "-o", str(tmp_path / "again")]) == 0  # the run's data set by default
+    assert json.loads(capsys.readouterr().out)["data"] == "fashion-mnist"
     assert report["checkpoint"].endswith("best.safetensors") and report["count"] == 40
     assert list(report["per_class_accuracy"]) == list(FASHION_MNIST_CLASSES)
     assert json.loads((out / "eval-fashion-mnist-test-center.json").read_text()) == report

@@ -29,8 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "OUT_DIR (default: the checkpoint's folder).",
     )
     add_checkpoint_arguments(parser)
-    parser.add_argument("--data", required=True, metavar="NAME",
-                        help="data set (see `reslab data`)")
+    parser.add_argument("--data", metavar="NAME",
+                        help="data set (see `reslab data`; default: the one the checkpoint "
+                        "was trained on)")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--split", help="split to evaluate (default: test, else val)")
     parser.add_argument("--protocol", default="center", choices=PROTOCOLS,

@@ -85,7 +85,8 @@ def evaluate(checkpoint: str | os.PathLike | Predictor, **options: Any) -> EvalR
 
     Args:
         checkpoint: A run folder, a weights file or a :class:`Predictor`.
-        **options: The keyword options of :func:`run_evaluation` (``data`` is required).
+        **options: The keyword options of :func:`run_evaluation` (``data`` defaults to the
+            data set the checkpoint was trained on).
 
     Returns:
         Top-1/top-5 error, loss and the confusion matrix (``EvalResult.to_dict`` for JSON).
@@ -96,7 +97,7 @@ def evaluate(checkpoint: str | os.PathLike | Predictor, **options: Any) -> EvalR
 def run_evaluation(
     checkpoint: str | os.PathLike | Predictor,
     *,
-    data: str,
+    data: str | None = None,
     data_dir: str | os.PathLike | None = None,
     split: str | None = None,
     protocol: str = "center",
@@ -112,7 +113,8 @@ def run_evaluation(
     Args:
         checkpoint: A run folder, a weights file (as :func:`reslab.load` reads) or a
             :class:`Predictor` (its model is not modified: precise BN works on a copy).
-        data: The data set's name (``reslab.data.DATASETS``).
+        data: The data set's name (``reslab.data.DATASETS``); None for the one the checkpoint
+            was trained on (recorded in reslab checkpoints).
         data_dir: The data dir; None for ``$RESLAB_DATA_DIR`` or ``./data``.
         split: The split; default ``test``, or ``val`` for data sets without a test split.
         protocol: ``center``, ``10crop`` or ``multiscale``.
@@ -131,6 +133,13 @@ def run_evaluation(
         ReslabError: Bad checkpoint, data set, split, protocol, option value, or a data set
             whose classes or image size the checkpoint does not fit.
     """
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else load(
+        checkpoint, device=device, model=model)
+    if data is None:
+        data = predictor.meta.get("data")
+        if data is None:
+            raise ReslabError(f"{predictor.source or 'the checkpoint'} does not record the data "
+                              "set it was trained on: name one with --data")
     info = dataset_info(data)
     split = split or ("test" if "test" in info.splits else "val")
     if protocol not in PROTOCOLS:
@@ -147,8 +156,6 @@ def run_evaluation(
                                ("workers", workers, 0)):
         if value < least:
             raise ReslabError(f"{name} must be at least {least}, got {value}")
-    predictor = checkpoint if isinstance(checkpoint, Predictor) else load(
-        checkpoint, device=device, model=model)
     if info.small:
         classes, loader, prepare = small_split(predictor, info, data_dir, split,
                                                batch_size=batch_size)
