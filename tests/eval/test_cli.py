@@ -95,3 +95,21 @@ def test_predict_on_a_run_that_still_trains_says_so(tmp_path, capsys):
     assert main(["predict", str(run), str(image)]) == 0
     assert captured.err.count("\n") == 1  # one line, and one handler however often main runs
     assert capsys.readouterr().err.count("reslab: warning:") == 1
+
+
+def test_predict_with_a_foreign_state_dict_warns_about_the_guessed_preprocessing(tmp_path,
+                                                                                  capsys):
+    weights = write_checkpoint(tmp_path / "model.safetensors")
+    from safetensors.torch import load_file
+
+    torch.save(load_file(weights), tmp_path / "plain.pth")
+    image = tmp_path / "a.png"
+    Image.fromarray(torch.zeros(28, 28, dtype=torch.uint8).numpy()).save(image)
+    assert main(["predict", str(tmp_path / "plain.pth"), str(image), "--model", "resnet8"]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"reslab: warning: {tmp_path / 'plain.pth'} records no preprocessing and no "
+                   "class names (not a reslab checkpoint): using torchvision's ImageNet "
+                   "preprocessing and the names 0..2; if the model was trained with another "
+                   "input normalisation, its predictions are off\n")
+    assert main(["predict", str(weights), str(image)]) == 0  # a reslab checkpoint: silent
+    assert capsys.readouterr().err == ""

@@ -15,7 +15,8 @@ What :func:`load` reads:
   ``load("resnet50-0676ba61.pth", model="resnet50")`` gives torchvision's ResNet-50; pass
   ``options={"variant": "v1"}`` for a state dict of the paper's v1 layout. The class count and
   input channels are read off the weights; a 1000-way head gets torchvision's ImageNet class
-  names, any other head the names ``"0"``, ``"1"``, ...
+  names, any other head the names ``"0"``, ``"1"``, ... and a warning (the ImageNet
+  preprocessing below is then a guess).
 
 Preprocessing (:class:`Preprocessing`): images are scaled to [0, 1], converted to the model's
 channels (RGB to grey with the ITU-R 601 weights, grey to RGB by repetition), resized so that
@@ -30,6 +31,7 @@ the averages 0.449 and 0.226).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -55,6 +57,8 @@ from reslab.train.checkpoint import (
 IMAGE_SUFFIXES = frozenset(
     {".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".pnm", ".ppm", ".tif", ".tiff", ".webp"}
 )
+log = logging.getLogger(__name__)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation, RGB in [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TEST_RESIZE_RATIO = 256 / 224  # torchvision's test transform: resize 256, centre crop 224
@@ -417,6 +421,11 @@ def load(
     classes = meta.get("classes") or default_classes(num_classes)
     if len(classes) != num_classes:
         raise ReslabError(f"{file}: {len(classes)} class names for {num_classes} outputs")
+    if not meta and num_classes != 1000:
+        log.warning("%s records no preprocessing and no class names (not a reslab checkpoint): "
+                    "using torchvision's ImageNet preprocessing and the names 0..%d; if the "
+                    "model was trained with another input normalisation, its predictions are "
+                    "off", file, num_classes - 1)
     return Predictor(
         net, classes=classes, device=select_device(str(device)), meta=meta, source=str(file),
         preprocessing=preprocessing_from_meta(meta, channels=in_channels, size=size,

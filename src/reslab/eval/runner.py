@@ -42,6 +42,7 @@ from reslab.eval.metrics import evaluate as evaluate_batches
 from reslab.eval.predictor import TEST_RESIZE_RATIO, Predictor, load
 from reslab.eval.protocols import predict_multiscale, predict_ten_crop
 from reslab.models.fuse import fold_batchnorm
+from reslab.train.checkpoint import checkpoint_file
 from reslab.train.inputs import endless
 from reslab.train.precise_bn import update_bn_stats
 
@@ -133,13 +134,20 @@ def run_evaluation(
         ReslabError: Bad checkpoint, data set, split, protocol, option value, or a data set
             whose classes or image size the checkpoint does not fit.
     """
+    def unrecorded(source: object) -> ReslabError:
+        return ReslabError(f"{source} does not record the data set it was trained on: name one "
+                           "with --data")
+
+    if data is None and not isinstance(checkpoint, Predictor):
+        file = checkpoint_file(checkpoint)
+        if file.suffix != ".safetensors":  # a torchvision-style state dict: no metadata
+            raise unrecorded(file)
     predictor = checkpoint if isinstance(checkpoint, Predictor) else load(
         checkpoint, device=device, model=model)
     if data is None:
         data = predictor.meta.get("data")
         if data is None:
-            raise ReslabError(f"{predictor.source or 'the checkpoint'} does not record the data "
-                              "set it was trained on: name one with --data")
+            raise unrecorded(predictor.source or "the checkpoint")
     info = dataset_info(data)
     split = split or ("test" if "test" in info.splits else "val")
     if protocol not in PROTOCOLS:
