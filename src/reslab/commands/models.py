@@ -25,6 +25,7 @@ from reslab.errors import ReslabError, choices_hint
 from reslab.io import atomic_write, check_output_path
 from reslab.models import list_models, model_info
 from reslab.models.blocks import SHORTCUT_OPTIONS
+from reslab.models.registry import family_and_depth
 from reslab.models.resnet import IMAGENET_ARCHS
 
 FAMILIES = ("imagenet", "cifar", "classic")  # the registry's families
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         text = catalogue(progress=progress_enabled())
     else:
         names = list_models(args.pattern, family=args.family)
+        if not names and family_and_depth(args.pattern) and args.family in (None, "cifar"):
+            model_info(args.pattern)  # any CIFAR depth 6n+2 by name, or why it is not one
+            names = [args.pattern]
         if not names:
             raise ReslabError(f"no model matches {args.pattern!r}; {choices_hint(list_models())}")
         text = listing(names)
@@ -179,7 +183,9 @@ CIFAR_INTRO = """\
 ## CIFAR-10 nets (Sec. 4.2): 32x32, 10 classes
 
 Shortcut option A (identity with zero-padded channels) is the paper's and the default; a plain net
-has option A's parameters. Any depth 6n+2 works by name (`resnet8`, `plain14`, ...).
+has option A's parameters. Any depth 6n+2 works by name (`resnet8`, `plain14`, ...); `cifar_resnet`
+and `cifar_plain` take it as an option, also for the depths whose names are ImageNet nets
+(`reslab.create_model("cifar_resnet", depth=50)`).
 """
 
 CLASSIC_INTRO = """\

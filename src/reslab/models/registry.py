@@ -135,8 +135,9 @@ def model_info(name: str) -> ModelInfo:
         from reslab.models.resnet import check_cifar_depth
 
         check_cifar_depth(depth)
+        source = registry[f"{kind}20"].source  # a named depth's, not the generic entry's
         return ModelInfo(
-            name, base.family, base.constructor, base.input_size, base.in_channels, base.source,
+            name, base.family, base.constructor, base.input_size, base.in_channels, source,
             {**base.options, "depth": depth},
         )
     close = difflib.get_close_matches(name, registry, n=3)

@@ -290,9 +290,9 @@ for _depth in IMAGENET_ARCHS:
     register_model(f"plain{_depth}", partial(imagenet_plain, _depth), family="imagenet",
                    input_size=(224, 224), source="Table 1 (plain), Fig. 3")
 register_model("cifar_resnet", cifar_resnet, family="cifar", input_size=(32, 32),
-               source="Sec. 4.2, Table 6")
+               source="Sec. 4.2, depth=6n+2 (default 20)")
 register_model("cifar_plain", cifar_plain, family="cifar", input_size=(32, 32),
-               source="Sec. 4.2 (plain), Fig. 6")
+               source="Sec. 4.2 (plain), depth=6n+2 (default 20)")
 for _depth in CIFAR_DEPTHS:
     register_model(f"resnet{_depth}", cifar_resnet, family="cifar", input_size=(32, 32),
                    source="Sec. 4.2, Table 6", depth=_depth)
