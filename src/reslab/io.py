@@ -74,22 +74,28 @@ def atomic_save_bytes(path: str | os.PathLike, data: bytes) -> None:
         handle.write(data)
 
 
-def check_output_path(path: str | os.PathLike, *, folder: bool = False) -> Path:
+def check_output_path(path: str | os.PathLike, *, folder: bool = False,
+                      suffix: str | None = None) -> Path:
     """Check, before any work, that ``path`` can be written: its parent is an existing,
-    writable folder (nothing is created here).
+    writable folder (nothing is created here), and its name has the suffix of the format.
 
     Args:
         path: A file to write, or (``folder=True``) a folder to create or write into.
         folder: ``path`` is a folder.
+        suffix: The file's format, e.g. ``".png"``: the name must end in it (any case).
 
     Returns:
         ``path`` as a :class:`Path`.
 
     Raises:
-        ReslabError: The parent folder is missing, is not a folder, or is not writable; or
-            ``path`` exists with the wrong kind (a folder for a file, a file for a folder).
+        ReslabError: The parent folder is missing, is not a folder, or is not writable;
+            ``path`` exists with the wrong kind (a folder for a file, a file for a folder); or
+            its suffix is not ``suffix``.
     """
     path = Path(path)
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise ReslabError(f"cannot write {path}: the file is {suffix[1:].upper()}, so its "
+                          f"name must end in {suffix}")
     parent = path.parent
     if not parent.exists():
         raise ReslabError(f"cannot write {path}: folder {parent} does not exist")

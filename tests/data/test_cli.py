@@ -129,6 +129,9 @@ def test_show_bad_input_is_one_line(tmp_path, capsys):
                  str(tmp_path / "g.png")]) == 2  # fmt: skip
     assert "mnist has no split 'val'" in _error_line(capsys)
     assert main(["data", "show", "mnist", "--data-dir", str(tmp_path), "-o",
+                 str(tmp_path / "g.jpg")]) == 2
+    assert "g.jpg: the file is PNG, so its name must end in .png" in _error_line(capsys)
+    assert main(["data", "show", "mnist", "--data-dir", str(tmp_path), "-o",
                  str(tmp_path / "missing" / "g.png")]) == 2  # fmt: skip
     assert f"cannot write {tmp_path}/missing/g.png: folder" in _error_line(capsys)
 

@@ -76,6 +76,12 @@ CASES = {
          "-o", "{w}/file.txt/out"], "cannot write .*out: .*file.txt is not a folder"),
     "export output under a file": (["export", "{w}/model.safetensors", "-o", "{w}/file.txt/m.onnx"],
                                    "cannot write .*m.onnx: .*file.txt is not a folder"),
+    "export to a name of another format": (["export", "{w}/model.safetensors", "-o", "{w}/m.pt"],
+                                           "cannot write .*m.pt: the file is ONNX, so its name "
+                                           "must end in .onnx"),
+    "show to a name of another format": (["show", "filters", "{w}/model.safetensors", "-o",
+                                          "{w}/f.jpg"], "the file is PNG, so its name must end "
+                                                        "in .png"),
     "unsupported opset": (["export", "{w}/model.safetensors", "-o", "{w}/m.onnx", "--opset", "12"],
                           "opset 12 is not supported: choose 18 to"),
     "10-crop of a 28x28 image": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save", metavar="FILE", help="also write the JSON document to FILE")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--models", nargs="+", default=list(SUITE), choices=list(SUITE),
-                        metavar="MODEL", help=f"cases to run (default: {' '.join(SUITE)})")
+                        metavar="MODEL", help=f"cases to run, among {' '.join(SUITE)} (default: all)")
     parser.add_argument("--compile", action="store_true",
                         help="add torch.compile to our candidates (minutes of compiling on a CPU)")
     parser.add_argument("--workers", type=int, metavar="N",
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     settings = make_settings(select_device(args.device), quick=args.quick, compile=args.compile,
                              workers=args.workers, repeats=args.repeats)
     if args.save:
-        check_output_path(args.save)  # before minutes of measuring
+        check_output_path(args.save, suffix=".json")  # before minutes of measuring
     report = run_suite(settings, args.models)
     document = json.dumps(report.to_dict(), indent=2)
     if args.save:

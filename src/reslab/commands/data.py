@@ -114,7 +114,7 @@ def run_show(args: argparse.Namespace) -> int:
     """
     from reslab.io import check_output_path
 
-    check_output_path(args.output)
+    check_output_path(args.output, suffix=".png")
     if args.count < 1:
         raise ReslabError(f"-n must be at least 1, got {args.count}")
     images, names = preview(

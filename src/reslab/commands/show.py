@@ -17,20 +17,29 @@ from reslab.io import atomic_save_bytes
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``reslab show``."""
-    parser = subparsers.add_parser("show",
-                                   help="draw a model's first-layer filters or feature maps")
+    parser = subparsers.add_parser(
+        "show", help="draw a model's first-layer filters or feature maps",
+        description="Look inside a trained model, as the CNN course notes do: the first "
+        "layer's filters, or the feature maps each stage makes of one image.")
     what = parser.add_subparsers(dest="what", metavar="WHAT", required=True,
                                  parser_class=type(parser))
-    sub = what.add_parser("filters", help="first-layer filters as an image grid")
+    sub = what.add_parser(
+        "filters", help="first-layer filters as an image grid",
+        description="The first convolution's filters, one tile each, each scaled to its own "
+        "range: RGB for a 3-channel input, else the mean over the input channels in grey.")
     sub.add_argument("checkpoint", metavar="CKPT",
                      help="run folder or weights file (.safetensors or .pth)")
-    sub.add_argument("-o", "--output", default="conv1.png", help="PNG to write")
+    sub.add_argument("-o", "--output", default="conv1.png", help="PNG to write (default conv1.png)")
     sub.set_defaults(func=run)
-    sub = what.add_parser("features", help="feature maps of each stage for one image")
+    sub = what.add_parser(
+        "features", help="feature maps of each stage for one image",
+        description="The first feature maps of the stem and of each stage (conv1, conv2_x, "
+        "...) for one image, preprocessed as the model's training data was.")
     add_checkpoint_arguments(sub, device=False)
     sub.add_argument("image", metavar="IMAGE", help="image file")
-    sub.add_argument("-o", "--output", default="maps.png", help="PNG to write")
-    sub.add_argument("--maps", type=int, default=8, help="feature maps shown per stage")
+    sub.add_argument("-o", "--output", default="maps.png", help="PNG to write (default maps.png)")
+    sub.add_argument("--maps", type=int, default=8,
+                     help="feature maps shown per stage (default 8)")
     sub.set_defaults(func=run)
 
 
@@ -38,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``reslab show``."""
     from reslab.io import check_output_path
 
-    output = check_output_path(args.output)
+    output = check_output_path(args.output, suffix=".png")
     if args.what == "filters":
         png = filters_png(args.checkpoint)
     else:

@@ -48,17 +48,22 @@ def config_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
 
     Returns:
         Config key to value: flags as parsed, ``--set`` values as strings (dashes in the key
-        become underscores); ``--set`` wins over a flag for the same key.
+        become underscores).
 
     Raises:
-        ReslabError: A ``--set`` item has no ``=``.
+        ReslabError: A ``--set`` item has no ``=``, or sets a key that a flag sets too.
     """
-    overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    flags = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    overrides = dict(flags)
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise ReslabError(f"--set needs KEY=VALUE, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = value
+        key = key.strip().replace("-", "_")
+        if key in flags:
+            raise ReslabError(f"{key} is given twice, as --{key.replace('_', '-')} and with "
+                              f"--set {item}; give it once")
+        overrides[key] = value
     return overrides
 
 
@@ -67,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train a model with the paper's recipe",
         description="Train with the paper's recipe (Sec. 4.2 for CIFAR, Sec. 3.4 for ImageNet). "
-        "Precedence: preset < --config TOML < flags.",
+        "Precedence: preset < --config TOML < flags (--set KEY=VALUE is a flag).",
     )
     parser.add_argument("--config", metavar="TOML", help="TOML file of config keys")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly")
