@@ -39,13 +39,16 @@ def test_no_match_is_an_error(capsys):
     assert err.startswith("reslab: error: no model matches 'resnet21x'") and "choose from" in err
     assert main(["models", "resnet21"]) == 2  # a CIFAR name of a depth that is not 6n+2
     assert "6n+2" in capsys.readouterr().err
+    assert main(["models", "resnet50", "--family", "cifar"]) == 2  # ImageNet's, not a depth
+    assert "no model matches 'resnet50'" in capsys.readouterr().err
 
 
 def test_any_cifar_depth_is_listed_by_name(capsys):
     assert main(["models", "resnet8"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
     assert len(rows) == 1 and rows[0].split()[:2] == ["resnet8", "cifar"]
-    assert rows[0].split()[-2] == f"{sum(p.numel() for p in create_model('resnet8').parameters()):,}"
+    params = sum(p.numel() for p in create_model("resnet8").parameters())
+    assert rows[0].split()[-2] == f"{params:,}"
 
 
 def test_classic_section_corrects_the_vgg16_note():

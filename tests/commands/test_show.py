@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+import torchvision
 
 import reslab
 from reslab.commands.show import first_conv_weight
@@ -23,15 +24,35 @@ def test_the_first_layer_of_a_reslab_checkpoint(model, tmp_path):
     keys = list(state)
     for seed in range(3):  # whatever order the tensors come in
         random.Random(seed).shuffle(keys)
-        key, weight = first_conv_weight({k: state[k] for k in keys}, meta, source=str(path))
+        key, weight = first_conv_weight({k: state[k] for k in keys}, meta, source=str(path),
+                                        ordered=False)
         assert key == f"{first}.weight"
         assert weight.shape[1] == 3 and torch.equal(weight, state[key])
 
 
-def test_a_foreign_state_dict_takes_the_kernel_that_sees_the_image():
-    state = reslab.create_model("resnet18", variant="v1.5").state_dict()
-    shuffled = dict(sorted(state.items(), key=lambda item: item[0][::-1]))  # conv1 not first
-    assert next(k for k, v in shuffled.items() if v.ndim == 4) != "conv1.weight"
-    assert first_conv_weight(shuffled, {}, source="x.pth")[0] == "conv1.weight"
+def test_a_reslab_checkpoint_is_read_by_its_model_not_by_a_rule(tmp_path):
+    """A 1-channel kernel that is not a module of the recorded model, stored first, would win
+    under the foreign-file rule: the model's module order ignores it."""
+    state, meta = read_weights(write_checkpoint(tmp_path / "w.safetensors", model="resnet8"))
+    decoy = {"a_decoy.weight": torch.zeros(4, 1, 3, 3), **state}
+    assert first_conv_weight(decoy, {}, source="x")[0] == "a_decoy.weight"
+    assert first_conv_weight(decoy, meta, source="x")[0] == "conv1.weight"
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize(("build", "stem"), [
+    (lambda: reslab.create_model("resnet18", variant="v1.5"), "conv1.weight"),
+    (lambda: torchvision.models.mobilenet_v2(), "features.0.0.weight"),  # depthwise convs later
+    (lambda: torchvision.models.googlenet(aux_logits=True, init_weights=False),
+     "conv1.conv.weight"),  # aux1 sorts before conv1
+])
+def test_a_foreign_state_dict_takes_the_first_kernel_that_sees_the_image(build, stem, ordered):
+    state = build().state_dict()
+    if not ordered:  # as a safetensors file gives it back: not the model's order
+        state = dict(sorted(state.items(), key=lambda item: item[0][::-1]))
+    assert first_conv_weight(state, {}, source="x.pth", ordered=ordered)[0] == stem
+
+
+def test_no_kernel_is_one_line():
     with pytest.raises(ReslabError, match="x.pth holds no convolution weights"):
         first_conv_weight({"fc.weight": torch.zeros(2, 3)}, {}, source="x.pth")

@@ -16,7 +16,8 @@ from tests.checkpoint_fixtures import write_checkpoint
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def test_eval_of_a_trained_run_reproduces_its_test_error(fashion_dir, tmp_path, capsys):
+def test_eval_of_a_trained_run_reproduces_its_test_error(fashion_dir, tmp_path, capsys,
+                                                         caplog):
     run = train(model="resnet8", data="fashion-mnist", data_dir=str(fashion_dir), iters=4,
                 eval_every=4, log_every=4, batch_size=16, device="cpu", seed=1,
                 train_split="train", val_split="test", test_split="test",
@@ -30,6 +31,12 @@ def test_eval_of_a_trained_run_reproduces_its_test_error(fashion_dir, tmp_path, 
     assert main(["eval", str(run.run_dir), "--data-dir", str(fashion_dir), "--device", "cpu",
                  "--json", "-o", str(tmp_path / "again")]) == 0  # the run's data set by default
     assert json.loads(capsys.readouterr().out)["data"] == "fashion-mnist"
+    (run.run_dir / "writer.json").write_text(json.dumps({"host": "node-7", "pid": 1}))  # live
+    with caplog.at_level("WARNING", logger="reslab"):
+        again = reslab.evaluate(run.run_dir, data_dir=fashion_dir, device="cpu")
+    assert again.top1_error == pytest.approx(run.test_error)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        f"{run.run_dir} is still being trained (process 1 on node-7)"]  # said once
     assert report["checkpoint"].endswith("best.safetensors") and report["count"] == 40
     assert list(report["per_class_accuracy"]) == list(FASHION_MNIST_CLASSES)
     assert json.loads((out / "eval-fashion-mnist-test-center.json").read_text()) == report
@@ -92,9 +99,9 @@ def test_predict_on_a_run_that_still_trains_says_so(tmp_path, capsys):
     assert "a.png" in captured.out
     assert captured.err.startswith(f"reslab: warning: {run} is still being trained (process 123 "
                                    "on node-7): reading last.safetensors as saved at ")
+    assert captured.err.count("\n") == 1  # one line
     assert main(["predict", str(run), str(image)]) == 0
-    assert captured.err.count("\n") == 1  # one line, and one handler however often main runs
-    assert capsys.readouterr().err.count("reslab: warning:") == 1
+    assert capsys.readouterr().err.count("reslab: warning:") == 1  # one handler, however often
 
 
 def test_predict_with_a_foreign_state_dict_warns_about_the_guessed_preprocessing(tmp_path,

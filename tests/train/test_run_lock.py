@@ -105,7 +105,8 @@ def test_reading_a_run_that_is_still_training_warns(tmp_path, caplog):
     write_claim(tmp_path, host="other-node", pid=7, namespace=None, start=None)  # fresh, so live
     with caplog.at_level("WARNING", logger="reslab.train.checkpoint"):
         assert checkpoint_file(tmp_path) == tmp_path / "best.safetensors"
-    saved = time.strftime("%H:%M:%S", time.localtime((tmp_path / "best.safetensors").stat().st_mtime))
+    mtime = (tmp_path / "best.safetensors").stat().st_mtime
+    saved = time.strftime("%H:%M:%S", time.localtime(mtime))
     assert f"{tmp_path} is still being trained (process 7 on other-node): reading " \
            f"best.safetensors as saved at {saved}" in caplog.text
     caplog.clear()

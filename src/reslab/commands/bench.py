@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save", metavar="FILE", help="also write the JSON document to FILE")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--models", nargs="+", default=list(SUITE), choices=list(SUITE),
-                        metavar="MODEL", help=f"cases to run, among {' '.join(SUITE)} (default: all)")
+                        metavar="MODEL",
+                        help=f"cases to run, among {' '.join(SUITE)} (default: all)")
     parser.add_argument("--compile", action="store_true",
                         help="add torch.compile to our candidates (minutes of compiling on a CPU)")
     parser.add_argument("--workers", type=int, metavar="N",

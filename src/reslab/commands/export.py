@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from reslab.io import check_output_path
     from reslab.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 
+    out = check_output_path(args.out, suffix=f".{args.format}")  # before reading the weights
     predictor = load(args.checkpoint, device="cpu", model=args.model)
-    path = export_onnx(predictor, check_output_path(args.out, suffix=f".{args.format}"), opset=args.opset)
+    path = export_onnx(predictor, out, opset=args.opset)
     shape = ", ".join(map(str, (predictor.in_channels, *predictor.input_size)))
     print(f"wrote {path}: {predictor.model_name}, {INPUT_NAME} float32 [batch, {shape}] -> "
           f"{OUTPUT_NAME} [batch, {len(predictor.classes)}]; class names and preprocessing "

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         text = catalogue(progress=progress_enabled())
     else:
         names = list_models(args.pattern, family=args.family)
-        if not names and family_and_depth(args.pattern) and args.family in (None, "cifar"):
+        if (not names and family_and_depth(args.pattern) and args.family in (None, "cifar")
+                and args.pattern not in list_models()):  # resnet50 is ImageNet's, not a depth
             model_info(args.pattern)  # any CIFAR depth 6n+2 by name, or why it is not one
             names = [args.pattern]
         if not names:

@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_checkpoint_arguments(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--topk", type=int, default=5, metavar="K", help="classes per image (default 5)")
+    parser.add_argument("--topk", type=int, default=5, metavar="K",
+                        help="classes per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="B",
                         help="images per forward pass (default 64)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")

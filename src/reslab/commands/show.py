@@ -59,18 +59,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def first_conv_weight(state: dict[str, Tensor], meta: dict[str, Any], *,
-                      source: str) -> tuple[str, Tensor]:
+def first_conv_weight(state: dict[str, Tensor], meta: dict[str, Any], *, source: str,
+                      ordered: bool = True) -> tuple[str, Tensor]:
     """The first layer's convolution kernel of a state dict.
 
-    A reslab checkpoint names its model: the kernel of the model's first ``nn.Conv2d`` (a
-    safetensors file does not keep the state dict's order). A foreign state dict: of its 4-d
-    tensors, the one with the fewest input channels (the image's), the first in stored order.
+    A reslab checkpoint names its model: the kernel of the model's first ``nn.Conv2d``. A
+    foreign state dict: the first 4-d tensor that sees at most 3 input channels (the image's),
+    else the first 4-d tensor, in stored order (a pickled ``.pth`` keeps the model's order; a
+    safetensors file does not, so its names are taken in natural order: ``conv1`` before
+    ``layer1``, ``features.0`` before ``features.1``).
 
     Args:
         state: Parameter name to tensor.
         meta: The checkpoint's reslab metadata (empty for foreign files).
         source: The checkpoint as given, for the error message.
+        ordered: ``state`` is in the model's order (False for safetensors files).
 
     Returns:
         (key, weight [out_channels, in_channels, kh, kw]).
@@ -78,6 +81,7 @@ def first_conv_weight(state: dict[str, Tensor], meta: dict[str, Any], *,
     Raises:
         ReslabError: The state dict holds no 4-d tensor.
     """
+    from reslab.errors import natural_key
     from reslab.models import create_model
 
     kernels = {key: value for key, value in state.items() if value.ndim == 4}
@@ -89,7 +93,8 @@ def first_conv_weight(state: dict[str, Tensor], meta: dict[str, Any], *,
         for name, module in net.named_modules():
             if isinstance(module, nn.Conv2d) and f"{name}.weight" in kernels:
                 return f"{name}.weight", kernels[f"{name}.weight"]
-    key = min(kernels, key=lambda k: kernels[k].shape[1])  # min keeps the first of equals
+    keys = list(kernels) if ordered else sorted(kernels, key=natural_key)
+    key = next((k for k in keys if kernels[k].shape[1] <= 3), keys[0])
     return key, kernels[key]
 
 
@@ -107,8 +112,10 @@ def filters_png(checkpoint: str) -> bytes:
     from reslab.plots import figure_png, pyplot
     from reslab.train.checkpoint import checkpoint_file, read_weights
 
-    state, meta = read_weights(checkpoint_file(checkpoint))
-    key, weight = first_conv_weight(state, meta, source=checkpoint)  # (K, C, kh, kw)
+    file = checkpoint_file(checkpoint)
+    state, meta = read_weights(file)
+    key, weight = first_conv_weight(state, meta, source=checkpoint,
+                                    ordered=file.suffix != ".safetensors")  # (K, C, kh, kw)
     if weight.shape[1] != 3:
         weight = weight.mean(1, keepdim=True)  # -> (K, 1, kh, kw)
     low = weight.amin((1, 2, 3), keepdim=True)

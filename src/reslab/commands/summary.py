@@ -63,8 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compare", nargs="+", metavar="MODEL",
                         help="one row per model, each at its own default input size")
     parser.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
-                        help="input height and width (default: the model's own, as `reslab models` lists "
-                        "it: 224, 32, 227 for alexnet, ...)")
+                        help="input height and width (default: the model's own, as "
+                        "`reslab models` lists it: 224, 32, 227 for alexnet, ...)")
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--all", action="store_true", dest="all_layers",

@@ -95,6 +95,33 @@ def evaluate(checkpoint: str | os.PathLike | Predictor, **options: Any) -> EvalR
     return run_evaluation(checkpoint, **options).result
 
 
+def _unrecorded_data(source: object) -> ReslabError:
+    return ReslabError(f"{source} does not record the data set it was trained on: name one "
+                       "with --data")
+
+
+def check_data_and_protocol(info: DatasetInfo, *, protocol: str, precise_bn: int) -> None:
+    """Refuse a test protocol or precise BN that the data set does not support.
+
+    Args:
+        info: The data set.
+        protocol: ``center``, ``10crop`` or ``multiscale``.
+        precise_bn: Batches for re-estimating BN (0: none).
+
+    Raises:
+        ReslabError: A multi-view protocol on a small data set (tested on the single view of
+            the original image, Sec. 4.2), or precise BN on an image folder.
+    """
+    if info.small and protocol != "center":
+        raise ReslabError(
+            f"protocol {protocol!r} is for image-folder data (imagenet, folder); {info.name} is "
+            "tested on the single view of the original image (Sec. 4.2): use --protocol center"
+        )
+    if precise_bn and not info.small:
+        raise ReslabError("--precise-bn is supported on the small data sets (cifar10, "
+                          "cifar100, fashion-mnist, mnist), not on image folders")
+
+
 def run_evaluation(
     checkpoint: str | os.PathLike | Predictor,
     *,
@@ -134,36 +161,27 @@ def run_evaluation(
         ReslabError: Bad checkpoint, data set, split, protocol, option value, or a data set
             whose classes or image size the checkpoint does not fit.
     """
-    def unrecorded(source: object) -> ReslabError:
-        return ReslabError(f"{source} does not record the data set it was trained on: name one "
-                           "with --data")
-
-    if data is None and not isinstance(checkpoint, Predictor):
-        file = checkpoint_file(checkpoint)
-        if file.suffix != ".safetensors":  # a torchvision-style state dict: no metadata
-            raise unrecorded(file)
+    if protocol not in PROTOCOLS:
+        raise ReslabError(f"unknown protocol {protocol!r}; {choices_hint(PROTOCOLS)}")
+    for name, value, least in (("batch size", batch_size, 1), ("--precise-bn", precise_bn, 0),
+                               ("workers", workers, 0)):
+        if value < least:
+            raise ReslabError(f"{name} must be at least {least}, got {value}")
+    if data is not None:
+        check_data_and_protocol(dataset_info(data), protocol=protocol, precise_bn=precise_bn)
+    if not isinstance(checkpoint, Predictor):
+        checkpoint = checkpoint_file(checkpoint)
+        if data is None and checkpoint.suffix != ".safetensors":  # no metadata to read it from
+            raise _unrecorded_data(checkpoint)
     predictor = checkpoint if isinstance(checkpoint, Predictor) else load(
         checkpoint, device=device, model=model)
     if data is None:
         data = predictor.meta.get("data")
         if data is None:
-            raise unrecorded(predictor.source or "the checkpoint")
+            raise _unrecorded_data(predictor.source or "the checkpoint")
+        check_data_and_protocol(dataset_info(data), protocol=protocol, precise_bn=precise_bn)
     info = dataset_info(data)
     split = split or ("test" if "test" in info.splits else "val")
-    if protocol not in PROTOCOLS:
-        raise ReslabError(f"unknown protocol {protocol!r}; {choices_hint(PROTOCOLS)}")
-    if info.small and protocol != "center":
-        raise ReslabError(
-            f"protocol {protocol!r} is for image-folder data (imagenet, folder); {data} is "
-            "tested on the single view of the original image (Sec. 4.2): use --protocol center"
-        )
-    if precise_bn and not info.small:
-        raise ReslabError("--precise-bn is supported on the small data sets (cifar10, "
-                          "cifar100, fashion-mnist, mnist), not on image folders")
-    for name, value, least in (("batch size", batch_size, 1), ("--precise-bn", precise_bn, 0),
-                               ("workers", workers, 0)):
-        if value < least:
-            raise ReslabError(f"{name} must be at least {least}, got {value}")
     if info.small:
         classes, loader, prepare = small_split(predictor, info, data_dir, split,
                                                batch_size=batch_size)
