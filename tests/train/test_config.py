@@ -22,8 +22,12 @@ def test_preset_chosen_by_data_set():
     assert (imagenet.preset, imagenet.batch_size, imagenet.schedule) == ("imagenet-paper", 256, "plateau")
     assert imagenet.iters == 600_000
     fmnist = resolve({"data": "fashion-mnist"})
-    assert (fmnist.train_split, fmnist.val_split) == ("train55k", "val5k")
-    assert set(PRESETS) >= {"cifar-paper", "imagenet-paper", "imagenet-epochs", "fashion-mnist"}
+    assert (fmnist.train_split, fmnist.val_split, fmnist.flip) == ("train55k", "val5k", True)
+    mnist = resolve({"data": "mnist"})  # digits are not flipped
+    assert (mnist.preset, mnist.train_split, mnist.flip) == ("mnist", "train55k", False)
+    assert resolve({"data": "mnist", "flip": "true"}).flip is True
+    assert set(PRESETS) >= {"cifar-paper", "imagenet-paper", "imagenet-epochs", "fashion-mnist",
+                            "mnist"}
 
 
 def test_shortened_run_scales_milestones():

@@ -3,7 +3,8 @@ for an exact resume, and loading of foreign checkpoints for fine-tuning.
 
 - ``last.safetensors`` / ``best.safetensors``: the model's ``state_dict`` (torchvision's key names)
   with a JSON ``reslab`` metadata entry: model name and options, class names, input size and the
-  preprocessing (the per-pixel mean of Sec. 4.2). ``torchvision.models.resnet50()`` loads the
+  preprocessing (the per-pixel mean of Sec. 4.2 for the small data sets, the per-channel
+  ImageNet mean and std for image folders). ``torchvision.models.resnet50()`` loads the
   weights of ``resnet50 --variant v1.5`` with ``load_state_dict(safetensors.torch.load_file(p))``.
 - ``trainer_state.pt``: model, optimizer, schedule, data position and RNG states in one file,
   readable with ``torch.load(weights_only=True)``; one file, so a resume is always consistent.

@@ -1,5 +1,6 @@
 """The training loop, readable top to bottom: the paper's recipe (Sec. 3.4, 4.2) with SGD,
-checkpoints that make a crash lose nothing, and an exact resume.
+checkpoints that a crash cannot damage (Ctrl-C and SIGTERM checkpoint first; a hard crash loses
+at most the iterations since the last ``eval_every`` checkpoint), and an exact resume.
 
     result = reslab.train(model="resnet20", data="cifar10", data_dir="data")
 """
