@@ -10,7 +10,7 @@ from reslab.data.grid import preview, render_grid, save_png
 from reslab.data.registry import DATA_DIR_HELP
 from reslab.errors import ReslabError
 
-DATA_DIR_HELP = f"{DATA_DIR_HELP}; for 'folder': the tree"
+DATA_COMMAND_DIR_HELP = f"{DATA_DIR_HELP}; for 'folder': the tree"
 
 
 def _add_action(
@@ -25,7 +25,7 @@ def _add_action(
     parser = actions.add_parser(name, help=summary, description=description)
     parser.add_argument("name", choices=sorted(DATASETS), metavar="NAME",
                         help="data set: " + ", ".join(sorted(DATASETS)))  # fmt: skip
-    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_COMMAND_DIR_HELP)
     parser.set_defaults(func=func)
     return parser
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from reslab.commands.predict import add_checkpoint_arguments
 from reslab.errors import ReslabError
@@ -63,7 +63,7 @@ def first_conv_weight(state: dict[str, Tensor], meta: dict[str, Any], *, source:
                       ordered: bool = True) -> tuple[str, Tensor]:
     """The first layer's convolution kernel of a state dict.
 
-    A reslab checkpoint names its model: the kernel of the model's first ``nn.Conv2d``. A
+    A reslab checkpoint names its model: the first kernel in the model's own order. A
     foreign state dict: the first 4-d tensor that sees at most 3 input channels (the image's),
     else the first 4-d tensor, in stored order (a pickled ``.pth`` keeps the model's order; a
     safetensors file does not, so its names are taken in natural order: ``conv1`` before
@@ -82,17 +82,16 @@ def first_conv_weight(state: dict[str, Tensor], meta: dict[str, Any], *, source:
         ReslabError: The state dict holds no 4-d tensor.
     """
     from reslab.errors import natural_key
-    from reslab.models import create_model
+    from reslab.models import state_shapes
 
     kernels = {key: value for key, value in state.items() if value.ndim == 4}
     if not kernels:
         raise ReslabError(f"{source} holds no convolution weights")
     if meta.get("model"):
-        with torch.device("meta"):  # the module order only: no memory, no initialisation cost
-            net = create_model(meta["model"], **meta.get("model_options", {}))
-        for name, module in net.named_modules():
-            if isinstance(module, nn.Conv2d) and f"{name}.weight" in kernels:
-                return f"{name}.weight", kernels[f"{name}.weight"]
+        shapes = state_shapes(meta["model"], **meta.get("model_options", {}))
+        key = next((k for k, shape in shapes.items() if len(shape) == 4 and k in kernels), None)
+        if key is not None:
+            return key, kernels[key]
     keys = list(kernels) if ordered else sorted(kernels, key=natural_key)
     key = next((k for k in keys if kernels[k].shape[1] <= 3), keys[0])
     return key, kernels[key]

@@ -41,12 +41,13 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+FILE_NAMES = (*FILES["train"], *FILES["test"])  # the order of the checksum tables below
 _MIRRORS = {
     "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
               "http://yann.lecun.com/exdb/mnist/"),
     "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 }
-# Official MD5s of the .gz files, in FILES order (as in torchvision/datasets/mnist.py).
+# Official MD5s of the .gz files, in FILE_NAMES order (as in torchvision/datasets/mnist.py).
 _MD5 = {
     "mnist": (
         "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
@@ -57,7 +58,7 @@ _MD5 = {
         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
     ),
 }  # fmt: skip
-# MD5s of the decoded (uncompressed) files of the official release, in FILES order: the same
+# MD5s of the decoded (uncompressed) files of the official release, in FILE_NAMES order: the same
 # for the official .gz files, raw copies and recompressed ones such as Debian's.
 CONTENT_MD5 = {
     "mnist": (
@@ -72,7 +73,7 @@ CONTENT_MD5 = {
 RESOURCES = {
     name: tuple(
         Resource(f"{base}.gz", md5, _MIRRORS[name])
-        for base, md5 in zip((*FILES["train"], *FILES["test"]), digests, strict=True)
+        for base, md5 in zip(FILE_NAMES, digests, strict=True)
     )
     for name, digests in _MD5.items()
 }
@@ -148,7 +149,7 @@ def find(info: DatasetInfo, root: Path) -> Path | None:
         The folder, or None when no IDX file is found.
     """
     for folder in dataset_dirs(info, root):
-        if any(idx_path(folder, name) for pair in FILES.values() for name in pair):
+        if any(idx_path(folder, name) for name in FILE_NAMES):
             return folder
     return None
 
@@ -183,14 +184,13 @@ def check_content(info: DatasetInfo, folder: Path) -> list[tuple[Path, str]]:
         folder: The folder holding the four IDX files (raw or ``.gz``).
 
     Returns:
-        ``(file, content MD5)`` for each of the four files, in :data:`FILES` order.
+        ``(file, content MD5)`` for each of the four files, in :data:`FILE_NAMES` order.
 
     Raises:
         ReslabError: A file is missing, or its content is not the official one.
     """
     checked = []
-    names = (*FILES["train"], *FILES["test"])
-    for name, official in zip(names, CONTENT_MD5[info.name], strict=True):
+    for name, official in zip(FILE_NAMES, CONTENT_MD5[info.name], strict=True):
         path = idx_path(folder, name)
         if path is None:
             raise ReslabError(f"{folder / name}(.gz) is missing")

@@ -45,7 +45,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from reslab.errors import ReslabError, choices_hint
-from reslab.models import create_model, model_info
+from reslab.models import create_model, model_info, state_shapes
 from reslab.runtime import select_device
 from reslab.train.checkpoint import (
     checkpoint_file,
@@ -451,10 +451,9 @@ def head_and_stem_sizes(
     Raises:
         ReslabError: The state dict lacks those weights.
     """
-    with torch.device("meta"):  # the key names and ranks only: no memory, no init cost
-        keys = create_model(name, **options).state_dict()
-    head = [k for k, v in keys.items() if v.dim() == 2][-1]
-    stem = next(k for k, v in keys.items() if v.dim() == 4)
+    shapes = state_shapes(name, **options)
+    head = [k for k, shape in shapes.items() if len(shape) == 2][-1]
+    stem = next(k for k, shape in shapes.items() if len(shape) == 4)
     for key in (head, stem):
         if key not in state:
             raise ReslabError(f"{source} does not fit {name}: it has no {key!r} weight")

@@ -169,12 +169,13 @@ def run_evaluation(
             raise ReslabError(f"{name} must be at least {least}, got {value}")
     if data is not None:
         check_data_and_protocol(dataset_info(data), protocol=protocol, precise_bn=precise_bn)
-    if not isinstance(checkpoint, Predictor):
-        checkpoint = checkpoint_file(checkpoint)
-        if data is None and checkpoint.suffix != ".safetensors":  # no metadata to read it from
-            raise _unrecorded_data(checkpoint)
-    predictor = checkpoint if isinstance(checkpoint, Predictor) else load(
-        checkpoint, device=device, model=model)
+    if isinstance(checkpoint, Predictor):
+        predictor = checkpoint
+    else:
+        file = checkpoint_file(checkpoint)
+        if data is None and file.suffix != ".safetensors":  # no metadata to read it from
+            raise _unrecorded_data(file)
+        predictor = load(file, device=device, model=model)
     if data is None:
         data = predictor.meta.get("data")
         if data is None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from reslab.errors import ReslabError, choices_hint, natural_key
@@ -179,3 +180,19 @@ def create_model(name: str, **options: Any) -> nn.Module:
     model.default_input_size = info.input_size
     model.paper_ref = info.source
     return model
+
+
+def state_shapes(name: str, **options: Any) -> dict[str, torch.Size]:
+    """A model's state-dict keys, in the model's order, with their shapes: built on the meta
+    device, so nothing is allocated or initialised.
+
+    Args:
+        name: As for :func:`create_model`.
+        **options: As for :func:`create_model`.
+
+    Returns:
+        Key to shape, in the order of the model's modules.
+    """
+    with torch.device("meta"):
+        state = create_model(name, **options).state_dict()
+    return {key: value.shape for key, value in state.items()}

@@ -125,9 +125,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The CIFAR recipe on Fashion-MNIST/MNIST: 55k/5k split, same iterations and milestones.
     "fashion-mnist": {"train_split": "train55k", "val_split": "val5k"},
-    # MNIST: the same without the flip (a mirrored digit is another symbol, or none).
-    "mnist": {"train_split": "train55k", "val_split": "val5k", "flip": False},
 }
+# MNIST: the same without the flip (a mirrored digit is another symbol, or none).
+PRESETS["mnist"] = {**PRESETS["fashion-mnist"], "flip": False}
 DEFAULT_PRESET = {
     "cifar10": "cifar-paper", "cifar100": "cifar-paper", "imagenet": "imagenet-paper",
     "folder": "imagenet-paper", "fashion-mnist": "fashion-mnist", "mnist": "mnist",
