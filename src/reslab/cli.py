@@ -1,8 +1,9 @@
 """The ``reslab`` command.
 
 Each sub-command lives in its own module under :mod:`reslab.commands` and provides
-``add_parser(subparsers)``, which registers an ``argparse`` parser whose ``func`` default takes
-the parsed namespace and returns an exit status. Errors the user can cause
+``configure(parser)``, which gives the sub-command's ``argparse`` parser its description and
+arguments and a ``func`` default that takes the parsed namespace and returns an exit status.
+Only the command being run is imported. Errors the user can cause
 (:class:`reslab.errors.ReslabError`, argparse mistakes, missing files) print one line
 ``reslab: error: ...`` and exit with status 2, never a traceback. reslab's warnings (the
 ``logging`` records of its modules) print as ``reslab: warning: ...`` lines on stderr.
@@ -18,21 +19,25 @@ from collections.abc import Sequence
 
 from reslab.errors import ReslabError, user_message
 
-# Sub-command modules, in the order `reslab --help` lists them.
-COMMAND_MODULES = (
-    "reslab.commands.summary",
-    "reslab.commands.models",
-    "reslab.commands.train",
-    "reslab.commands.data",
-    "reslab.commands.eval",
-    "reslab.commands.predict",
-    "reslab.commands.export",
-    "reslab.commands.experiment",
-    "reslab.commands.show",
-    "reslab.commands.bench",
-)
+# Sub-commands: (module, one-line help), in the order `reslab --help` lists them. Only the module
+# of the command being run is imported, so that `reslab --help` does not load torch.
+COMMANDS = {
+    "summary": ("reslab.commands.summary",
+                "per-layer output sizes, params, MACs, activations, receptive fields"),
+    "models": ("reslab.commands.models", "list the models with their params and MACs"),
+    "train": ("reslab.commands.train", "train a model with the paper's recipe"),
+    "data": ("reslab.commands.data", "get, verify and show the data sets"),
+    "eval": ("reslab.commands.eval", "evaluate a checkpoint on a data set"),
+    "predict": ("reslab.commands.predict", "classify image files with a checkpoint"),
+    "export": ("reslab.commands.export", "export a checkpoint to ONNX"),
+    "experiment": ("reslab.commands.experiment",
+                   "run one of the paper's experiments and write its report"),
+    "show": ("reslab.commands.show", "draw a model's first-layer filters or feature maps"),
+    "bench": ("reslab.commands.bench", "training and inference speed against torchvision and timm"),
+}
 
 EXIT_USAGE = 2
+ALL = "*"  # build_parser: configure every sub-command
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -58,8 +63,14 @@ def show_warnings() -> None:
         logger.addHandler(StderrLines(logging.WARNING))
 
 
-def build_parser() -> ArgumentParser:
-    """Build the top-level parser with every sub-command registered."""
+def build_parser(command: str | None = ALL) -> ArgumentParser:
+    """Build the top-level parser.
+
+    Args:
+        command: The sub-command to configure fully: a name in :data:`COMMANDS`, :data:`ALL`
+            (every one, the default), or None (only their names and one-line help, enough for
+            ``reslab --help`` and for rejecting an unknown command).
+    """
     from reslab import __version__
 
     parser = ArgumentParser(
@@ -70,9 +81,17 @@ def build_parser() -> ArgumentParser:
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=ArgumentParser
     )
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).add_parser(subparsers)
+    for name, (module_name, summary) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=summary)
+        if command in (name, ALL):
+            importlib.import_module(module_name).configure(subparser)
     return parser
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names: its first word that is not an option, if a command."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success, 2 for a usage error, 130 when interrupted.
     """
     show_warnings()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_in(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -56,3 +56,27 @@ def test_a_foreign_state_dict_takes_the_first_kernel_that_sees_the_image(build, 
 def test_no_kernel_is_one_line():
     with pytest.raises(ReslabError, match="x.pth holds no convolution weights"):
         first_conv_weight({"fc.weight": torch.zeros(2, 3)}, {}, source="x.pth")
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_filters_are_drawn_one_tile_each_scaled_to_its_range(in_channels, tmp_path, monkeypatch):
+    """Each of conv1's 16 filters is one tile: the weights (grey: their channel mean) scaled to
+    the filter's own min..max."""
+    from reslab import plots
+    from reslab.commands.show import filters_png
+
+    drawn = []
+    monkeypatch.setattr(plots, "figure_png", lambda fig: drawn.append(fig) or b"png")
+    path = write_checkpoint(tmp_path / "w.safetensors", in_channels=in_channels, size=32)
+    assert filters_png(str(path)) == b"png"
+    weight = read_weights(path)[0]["conv1.weight"]  # (16, C, 3, 3)
+    if in_channels == 1:
+        weight = weight.mean(1, keepdim=True)
+    (fig,) = drawn
+    tiles = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
+    assert len(tiles) == 16
+    for tile, w in zip(tiles, weight):
+        expected = ((w - w.min()) / (w.max() - w.min())).permute(1, 2, 0).squeeze(-1)
+        torch.testing.assert_close(torch.as_tensor(tile.data, dtype=torch.float32), expected)
+    assert fig._suptitle.get_text() == "conv1.weight: 16 filters 3x3"
+    plots.pyplot().close(fig)

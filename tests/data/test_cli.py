@@ -5,10 +5,12 @@ import gzip
 import hashlib
 
 import pytest
+import torch
 from PIL import Image
 
 from reslab.cli import main
-from reslab.data import idx
+from reslab.data import idx, load_arrays
+from reslab.data.grid import preview
 from tests.data.formats import write_cifar10, write_idx_set
 from tests.data.test_idx import needs_fashion
 
@@ -120,6 +122,19 @@ def test_show_writes_a_labelled_grid(tmp_path, capsys, augmented):
     assert [p.name for p in tmp_path.iterdir() if p.suffix != ".png"] == ["fashion-mnist"]
 
 
+def test_show_draws_evenly_spread_samples_and_their_augmented_views(tmp_path):
+    write_idx_set(tmp_path / "fashion-mnist", train=12, gz=False)
+    data = load_arrays("fashion-mnist", tmp_path, "train")
+    index = torch.linspace(0, 11, 5).long()  # samples 0, 2, 5, 8, 11
+    images, names = preview("fashion-mnist", tmp_path, "train", count=5)
+    torch.testing.assert_close(images, data.images[index].float() / 255)
+    assert names == [data.classes[label] for label in data.labels[index].tolist()]
+    augmented, aug_names = preview("fashion-mnist", tmp_path, "train", count=5, augmented=True)
+    assert augmented.shape == images.shape and sorted(aug_names) == sorted(names)
+    plain_views = {tuple(image.flatten().tolist()) for image in images}
+    assert any(tuple(image.flatten().tolist()) not in plain_views for image in augmented)
+
+
 def test_show_bad_input_is_one_line(tmp_path, capsys):
     argv = ["data", "show", "cifar10", "--data-dir", str(tmp_path / "none"), "-o", "x.png"]
     assert main(argv) == 2
@@ -158,3 +173,21 @@ def test_get_refuses_a_malformed_mirror(mirror, message, tmp_path, capsys):
     argv = ["data", "get", "mnist", "--data-dir", str(tmp_path / "d"), "--mirror", mirror]
     assert main(argv) == 2
     assert message in _error_line(capsys)
+
+
+def test_list_says_what_each_data_set_holds_and_where_its_files_are(tmp_path, capsys):
+    write_idx_set(tmp_path / "fashion-mnist", train=12, gz=False)
+    (tmp_path / "imagenet" / "train").mkdir(parents=True)
+    assert main(["data", "list", "--data-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["data", "set"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert list(rows) == ["cifar10", "cifar100", "fashion-mnist", "folder", "imagenet", "mnist"]
+    fashion = rows["fashion-mnist"].split()
+    assert fashion[1:3] == ["10", "1x28x28"] and fashion[-1] == str(tmp_path / "fashion-mnist")
+    assert "train55k (55,000)" in rows["fashion-mnist"]
+    assert rows["imagenet"].split()[-1] == str(tmp_path / "imagenet")
+    assert rows["cifar10"].split()[-1] == "-" and rows["mnist"].split()[-1] == "-"
+    assert main(["data", "list", "--data-dir", str(tmp_path / "none")]) == 2
+    assert _error_line(capsys) == (f"reslab: error: data dir {tmp_path / 'none'} does not "
+                                   "exist (or is not a folder)\n")

@@ -45,6 +45,20 @@ def test_imagenet_preset_shapes():
     assert torch.allclose(whole[:, 0, 0], expected, atol=1e-6)
 
 
+def test_imagenet_views_subtract_the_mean_and_train_adds_a_colour_shift():
+    colour = torch.tensor([200, 90, 30], dtype=torch.uint8)
+    image = colour.view(3, 1, 1).expand(3, 300, 450).clone()  # one colour: crops cannot change it
+    centred = (colour / 255 - torch.tensor([0.485, 0.456, 0.406])).view(3, 1, 1)
+    preset = pipeline("imagenet")
+    for protocol in ("center", "10crop", "multiscale"):
+        view = preset.eval(protocol)(image)
+        assert torch.allclose(view, centred.expand_as(view), atol=1e-5), protocol
+    torch.manual_seed(0)
+    shift = preset.train(image) - centred  # the PCA lighting: one offset per channel (Sec. 3.4)
+    assert torch.allclose(shift, shift[:, :1, :1].expand_as(shift), atol=1e-5)
+    assert shift[:, 0, 0].abs().max() > 1e-4
+
+
 def test_random_shorter_side_covers_256_to_480():
     resize = RandomShorterSide(256, 480)
     torch.manual_seed(0)

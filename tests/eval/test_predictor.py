@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -40,6 +41,12 @@ def test_pil_images_and_files_of_any_size_and_mode(checkpoint, tmp_path):
     from_pil, from_file = predictor.preprocess([rgb, tmp_path / "photo.png"])
     assert from_pil.shape == (1, 28, 28)  # grey, shorter side resized, centre-cropped
     torch.testing.assert_close(from_pil, from_file)
+    pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255  # [3, 40, 56]
+    grey = (torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1) * pixels).sum(0, keepdim=True)
+    resized = TF.resize(grey, 28, antialias=True)  # [1, 28, 39]
+    assert resized.shape == (1, 28, 39)
+    torch.testing.assert_close(from_pil, resized[:, :, 6:34] - predictor.preprocessing.mean,
+                               atol=1e-2, rtol=0)  # columns 6-33: the centre 28 of 39
     grey = rgb.convert("L").resize((28, 28))
     exact = torch.from_numpy(np.array(grey)).float()[None] / 255  # [1, 28, 28]
     torch.testing.assert_close(predictor.preprocess(grey)[0],

@@ -1,15 +1,18 @@
 """reslab.evaluate: the single-view test of small data sets, precise BN, the image-folder
 protocols (center, 10-crop, multi-scale), and checkpoints that do not fit the data."""
 
+import itertools
+
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 
 import reslab
 from reslab.data import load_arrays, per_pixel_mean
-from reslab.data.registry import FASHION_MNIST_CLASSES
+from reslab.data.registry import FASHION_MNIST_CLASSES, dataset_info
 from reslab.errors import ReslabError
 from reslab.eval.protocols import predict_multiscale
-from reslab.eval.runner import run_evaluation
+from reslab.eval.runner import run_evaluation, training_batches
 from tests.checkpoint_fixtures import write_checkpoint
 from tests.data.formats import write_image
 
@@ -36,6 +39,13 @@ def test_single_view_matches_the_predictor(fashion):
     assert result.top5_error == pytest.approx(1 - top5.float().mean().item())
     loss = torch.nn.functional.nll_loss(probabilities.log(), test.labels).item()
     assert result.loss == pytest.approx(loss, rel=1e-4)
+    predicted = probabilities.argmax(1)
+    expected = torch.zeros(10, 10, dtype=torch.int64)  # rows: true class, columns: predicted
+    expected.index_put_((test.labels, predicted), torch.ones(40, dtype=torch.int64),
+                        accumulate=True)
+    assert torch.equal(result.confusion, expected)
+    recall = [(predicted[test.labels == c] == c).double().mean().item() for c in range(10)]
+    assert result.per_class_accuracy == pytest.approx(recall)
 
 
 def test_precise_bn_works_on_a_copy(fashion):
@@ -45,8 +55,20 @@ def test_precise_bn_works_on_a_copy(fashion):
     evaluation = run_evaluation(predictor, data="fashion-mnist", data_dir=root, precise_bn=2,
                                 batch_size=40, progress=False)
     torch.testing.assert_close(predictor.model.bn1.running_mean, before)
-    assert not torch.allclose(evaluation.predictor.model.bn1.running_mean, before)
     assert not evaluation.predictor.model.training
+    # the statistics are those of augmented training batches, not of the test set
+    info = dataset_info("fashion-mnist")
+    first, second = itertools.islice(training_batches(predictor, info, root), 2)
+    train_labels = load_arrays("fashion-mnist", root, "train").labels
+    assert torch.equal(first[1].sort().values, train_labels.sort().values)  # 64 < BN_BATCH
+    conv1 = predictor.model.conv1
+    with torch.no_grad():
+        means = [conv1(images).mean((0, 2, 3)) for images, _ in (first, second)]
+        test_images = predictor.preprocessing(load_arrays("fashion-mnist", root, "test").images)
+        test_mean = conv1(test_images).mean((0, 2, 3))
+    estimated = evaluation.predictor.model.bn1.running_mean
+    torch.testing.assert_close(estimated, (means[0] + means[1]) / 2, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(estimated, test_mean, rtol=1e-4, atol=1e-5)
 
 
 def test_checkpoints_that_do_not_fit_the_data(fashion, tmp_path):
@@ -98,3 +120,34 @@ def test_image_folder_protocols(tmp_path):
     assert results["multiscale"].top1_error == pytest.approx(1 - hits / 3)
     with pytest.raises(ReslabError, match="precise-bn is supported on the small data sets"):
         reslab.evaluate(checkpoint, data="folder", data_dir=tmp_path, precise_bn=1)
+
+
+def test_ten_crop_reads_the_corners_the_centre_and_their_flips(tmp_path):
+    """Random images: 10-crop through the runner equals the views cut here by hand (shorter
+    side resized to 32 * 256/224 = 37, four corners and the centre, each also flipped)."""
+    generator = torch.Generator().manual_seed(0)
+    classes, sizes = ["ant", "bee", "cow"], [(40, 60), (50, 36), (37, 37)]
+    pixels = []
+    for name, (h, w) in zip(classes, sizes):
+        image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=generator)
+        write_image(tmp_path / "test" / name / "0.png", image)
+        pixels.append(image)
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors", classes=classes,
+                                  in_channels=3, size=32, mean=torch.full((3, 32, 32), 0.5))
+    ten, center = (reslab.evaluate(checkpoint, data="folder", data_dir=tmp_path, split="test",
+                                   protocol=protocol, batch_size=2, progress=False)
+                   for protocol in ("10crop", "center"))
+    model = reslab.load(checkpoint).model.eval()
+    losses = []
+    for label, image in enumerate(pixels):
+        view = TF.resize(image.float() / 255, 37, antialias=True) - 0.5  # shorter side 37
+        h, w = view.shape[-2:]
+        top, left = round((h - 32) / 2), round((w - 32) / 2)
+        corners = [(0, 0), (0, w - 32), (h - 32, 0), (h - 32, w - 32), (top, left)]
+        crops = [view[:, y:y + 32, x:x + 32] for y, x in corners]
+        crops += [crop.flip(-1) for crop in crops]
+        with torch.no_grad():
+            scores = model(torch.stack(crops)).softmax(1).mean(0)
+        losses.append(-scores[label].log().item())
+    assert ten.loss == pytest.approx(sum(losses) / 3, rel=1e-4)
+    assert ten.loss != pytest.approx(center.loss, rel=1e-3)

@@ -49,7 +49,10 @@ def test_shortcut_options_parameters():
     assert n_params(a) == n_params(plain)
     proj_b = sum(64 * 128 + 2 * 128 for _ in [0]) + 128 * 256 + 2 * 256 + 256 * 512 + 2 * 512
     assert n_params(b) - n_params(a) == proj_b
-    assert n_params(c) > n_params(b)
+    # C: a projection (1x1 conv + BN) on each of the 16 blocks, (in, out) channels per Table 1
+    widths = ([(64, 64)] * 3 + [(64, 128)] + [(128, 128)] * 3 + [(128, 256)] + [(256, 256)] * 5
+              + [(256, 512)] + [(512, 512)] * 2)
+    assert n_params(c) - n_params(a) == sum(cin * cout + 2 * cout for cin, cout in widths)
     blocks = [blk for name in ("layer1", "layer2", "layer3", "layer4") for blk in getattr(c, name)]
     assert len(blocks) == 16
     assert all(isinstance(blk.downsample, nn.Sequential) for blk in blocks)
@@ -152,6 +155,17 @@ def test_plain_net_has_no_shortcut_and_differs():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert not torch.allclose(res(x), plain(x))
+        # block by block: the plain block is F(x) alone, the residual one F(x) + x (Eq. 1)
+        for stage in ("layer1", "layer2"):  # layer2[0] changes dimensions, the others do not
+            for res_block, plain_block in zip(getattr(res, stage), getattr(plain, stage)):
+                h = torch.randn(2, res_block.conv1.in_channels, 16, 16)
+                branch = plain_block.bn2(plain_block.conv2(
+                    torch.relu(plain_block.bn1(plain_block.conv1(h)))))
+                torch.testing.assert_close(plain_block(h), torch.relu(branch))
+                torch.testing.assert_close(res_block(h),
+                                           torch.relu(branch + res_block.downsample(h)))
+                if res_block.conv1.stride == (1, 1):
+                    torch.testing.assert_close(res_block.downsample(h), h)
 
 
 def test_in_channels_for_grayscale():

@@ -36,7 +36,8 @@ SEED = 3
 TINY = dict(model="resnet8", data="fashion-mnist", iters=8, eval_every=4, log_every=1,
             batch_size=16, device="cpu", deterministic=True, seed=SEED, channels_last=False,
             train_split="train", val_split="test", test_split="test")
-TOLERANCE = 1e-5  # measured between 2 ranks with --sync-bn and 1 rank: 8e-7 (max_difference)
+TOLERANCE = 1e-4  # 2 ranks with --sync-bn vs 1 rank (max_difference), measured: 8e-7 on an
+# AVX2 CPU, 1.3e-5 on an AVX-512 one (other oneDNN kernels, other rounding)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ from safetensors.torch import load_file
 
 import reslab
 from reslab.cli import main
+from reslab.data import load_arrays, per_pixel_mean
+from reslab.eval.metrics import EvalResult
+from reslab.train import engine
 from reslab.train.checkpoint import read_weights
 from reslab.train.config import TrainConfig, resolve
 from reslab.train.engine import Trainer, train
@@ -43,7 +46,6 @@ def test_run_folder_contents(data_dir, tmp_path):
     for name in ("config.toml", "run.json", "metrics.csv", "curves.png", "last.safetensors",
                  "best.safetensors", "trainer_state.pt"):
         assert (out / name).is_file(), name
-    assert any((out / "tensorboard").iterdir())
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 4, 6, 8]
     assert [int(r["iteration"]) for r in rows if r["val_error"]] == [4, 8]
@@ -57,10 +59,62 @@ def test_run_folder_contents(data_dir, tmp_path):
     assert state["iteration"] == 8 and "optimizer" in state and "loader" in state
     _, meta = read_weights(out / "last.safetensors")
     assert meta["model"] == "resnet8" and meta["in_channels"] == 1 and len(meta["classes"]) == 10
-    assert len(meta["preprocess"]["mean"]) == 28 * 28
+    train_images = load_arrays("fashion-mnist", str(data_dir), "train").images
+    torch.testing.assert_close(torch.tensor(meta["preprocess"]["mean"]),
+                               per_pixel_mean(train_images).flatten(), atol=1e-6, rtol=0)
+    # best.safetensors: the weights of the first evaluation with the lowest val error
+    val = [(float(r["val_error"]), int(r["iteration"])) for r in rows if r["val_error"]]
+    best_error, best_iteration = min(val, key=lambda v: v[0])
+    _, best_meta = read_weights(out / "best.safetensors")
+    assert (best_meta["iteration"], best_meta["val_error"]) == (best_iteration, best_error)
+    assert result.best_val_error == best_error
     assert not (out / "writer.json").exists()  # handed back when the run ended
+    # TensorBoard holds the numbers of metrics.csv, at the same iterations
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    for column in ("lr", "train_loss", "train_error", "val_error", "test_error"):
+        logged = {e.step: e.value for e in events.Scalars(column)}
+        expected = {int(r["iteration"]): float(r[column]) for r in rows if r[column]}
+        assert logged.keys() == expected.keys() and expected, column
+        assert [logged[i] for i in expected] == pytest.approx(list(expected.values()),
+                                                              rel=1e-3), column
     with pytest.raises(reslab.ReslabError, match="already holds a run; continue it with --resume"):
         train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
+
+
+def test_best_is_kept_when_a_later_evaluation_is_worse(data_dir, tmp_path, monkeypatch):
+    """val errors 0.5 then 0.7: best.safetensors stays at the first evaluation, last moves on."""
+    errors = iter([0.5, 0.5, 0.7, 0.7])  # (val, test) at iterations 4 and 8
+
+    def fake_evaluate(*args, **kwargs):
+        return EvalResult(top1_error=next(errors), top5_error=0.0, loss=1.0, count=40,
+                          confusion=torch.zeros(10, 10, dtype=torch.int64))
+
+    monkeypatch.setattr(engine, "evaluate", fake_evaluate)
+    out = tmp_path / "run"
+    result = train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
+    _, best = read_weights(out / "best.safetensors")
+    _, last = read_weights(out / "last.safetensors")
+    assert (best["iteration"], best["val_error"]) == (4, 0.5)
+    assert (last["iteration"], last["val_error"]) == (8, 0.7)
+    assert result.best_val_error == 0.5
+    assert not torch.equal(load_file(out / "best.safetensors")["fc.weight"],
+                           load_file(out / "last.safetensors")["fc.weight"])
+
+
+def test_training_learns_the_tiny_task(data_dir, tmp_path):
+    """Loss falls and the test error ends far below chance (0.9): the loop really trains.
+    (No augmentation: a class is the height of a band, which random crops would move.)"""
+    out = tmp_path / "run"
+    result = train(**{**TINY, "iters": 60, "eval_every": 60, "log_every": 10, "lr": 0.1,
+                      "schedule": "cosine", "augment": False},
+                   data_dir=str(data_dir), out=str(out), progress=False)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    losses = [float(r["train_loss"]) for r in rows if r["train_loss"]]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.test_error < 0.3
 
 
 def test_default_run_folder_is_made_under_runs(data_dir, tmp_path, monkeypatch):

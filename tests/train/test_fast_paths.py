@@ -4,12 +4,13 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import reslab
 from reslab.errors import ReslabError
 from reslab.train.config import resolve
-from reslab.train.engine import train
+from reslab.train.engine import Trainer, train
 from reslab.train.step import TrainStep, device_defaults
 from tests.data_fixtures import write_tiny_fashion_mnist
 
@@ -65,6 +66,41 @@ def assert_same_updates(model, reference, *, rel):
 @pytest.fixture(scope="module")
 def plain():
     return train_steps(fresh_model(), batches(), sgd_options={"foreach": False})
+
+
+def test_the_plain_step_is_the_textbook_sgd_iteration():
+    """The reference of every fast path, checked in turn against a hand-written loop: forward,
+    cross-entropy (here with label smoothing), backward, SGD at the scheduled lr."""
+    model = fresh_model()
+    optimizer = sgd(model, foreach=False, nesterov=True)
+    losses = []
+    for (x, y), lr in zip(batches(), LRS):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    stepped, step_losses = train_steps(fresh_model(), batches(), label_smoothing=0.1,
+                                       sgd_options={"foreach": False, "nesterov": True})
+    assert_same_weights(stepped, model, atol=1e-6)
+    assert step_losses == pytest.approx(losses, rel=1e-6)
+
+
+def test_the_trainer_takes_its_recipe_from_the_config(tmp_path):
+    write_tiny_fashion_mnist(tmp_path, train=32, test=16)
+    trainer = Trainer(resolve({
+        "model": "resnet8", "data": "fashion-mnist", "data_dir": str(tmp_path),
+        "out": str(tmp_path / "run"), "iters": 1, "batch_size": 16, "device": "cpu", "lr": 0.07,
+        "momentum": 0.8, "weight_decay": 3e-4, "nesterov": True, "label_smoothing": 0.2,
+        "train_split": "train", "val_split": "test", "test_split": None,
+    }), progress=False)
+    group = trainer.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        0.07, 0.8, 3e-4, True)
+    assert trainer.step.label_smoothing == 0.2
+    assert trainer.run().finished
 
 
 @pytest.mark.parametrize("options", [{"foreach": True}, {"fused": True}])

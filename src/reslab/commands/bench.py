@@ -6,17 +6,16 @@ import argparse
 import json
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab bench``."""
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab bench`` and add its arguments."""
     from reslab.bench import SUITE
 
-    parser = subparsers.add_parser(
-        "bench", help="training and inference speed against torchvision and timm",
-        description="Time ResNet-20 training (32x32, batch 128), ResNet-50 training and "
+    parser.description = (
+        "Time ResNet-20 training (32x32, batch 128), ResNet-50 training and "
         "inference (batch 1 and 32) and the data pipeline: torchvision's eager loop, timm's "
         "(when installed), ours and ONNX Runtime, interleaved in one process. Each row: "
         "images/s, its ratio to the torchvision row, and FLOP/s as a % of a matmul peak "
-        "measured in the same run. See docs/PERFORMANCE.md.",
+        "measured in the same run. See docs/PERFORMANCE.md."
     )
     parser.add_argument("--quick", action="store_true",
                         help="tiny models and sizes: checks that everything runs")

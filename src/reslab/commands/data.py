@@ -1,4 +1,4 @@
-"""``reslab data get|verify|show``: fetch, check and look at the data sets."""
+"""``reslab data list|get|verify|show``: list, fetch, check and look at the data sets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from reslab.data import DATASETS, download, verify
 from reslab.data.grid import preview, render_grid, save_png
-from reslab.data.registry import DATA_DIR_HELP
+from reslab.data.datasets import locate
+from reslab.data.registry import DATA_DIR_HELP, DatasetInfo, data_root
 from reslab.errors import ReslabError
 
 DATA_COMMAND_DIR_HELP = f"{DATA_DIR_HELP}; for 'folder': the tree"
@@ -30,14 +31,20 @@ def _add_action(
     return parser
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab data`` and its sub-commands."""
-    parser = subparsers.add_parser(
-        "data", help="get, verify and show the data sets",
-        description="The paper's data sets in their official formats.",
-    )  # fmt: skip
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab data`` and add its sub-commands."""
+    parser.description = "The paper's data sets in their official formats."
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
                                     parser_class=type(parser))  # fmt: skip
+    listing = actions.add_parser(
+        "list", help="the data sets: classes, image size, splits, and where their files are",
+        description="One line per data set reslab reads: its classes, its images as the "
+        "network takes them, its splits with their sizes, and the folder its files were found "
+        "in (the search of every other command: --data-dir, else $RESLAB_DATA_DIR, else "
+        "./data, else a system-wide copy).",
+    )  # fmt: skip
+    listing.add_argument("--data-dir", metavar="DIR", help="data dir to look in")
+    listing.set_defaults(func=run_list)
     get = _add_action(
         actions, "get", run_get,
         summary="download a data set (MD5 checked) unless it is already there",
@@ -68,6 +75,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="number of samples (default 64)")
     show.add_argument("--seed", type=int, default=0, help="augmentation seed (default 0)")
     show.add_argument("-o", "--output", required=True, metavar="PNG", help="the PNG to write")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Run ``reslab data list``.
+
+    Args:
+        args: The parsed command line (``data_dir``).
+
+    Returns:
+        0.
+    """
+    data_root(args.data_dir)  # a data dir the user named must exist
+    header = ("data set", "classes", "input", "splits (images)", "files")
+    rows = [header]
+    for name in sorted(DATASETS):
+        info = DATASETS[name]
+        splits = ", ".join(f"{split} ({info.counts[split]:,})" if split in info.counts else split
+                           for split in info.splits)
+        size = "x".join(map(str, (info.channels, *info.image_size)))
+        rows.append((name, str(info.num_classes or "folders"), size, splits,
+                     found_at(info, args.data_dir)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def found_at(info: DatasetInfo, data_dir: str | None) -> str:
+    """Where ``info``'s files are, as every command would find them ("-" when not found).
+
+    Args:
+        info: The data set.
+        data_dir: The data dir the user named, or None.
+
+    Returns:
+        The folder, "-", or for ``folder`` a reminder that its tree is named by --data-dir.
+    """
+    if info.small:
+        return str(locate(info, data_dir) or "-")
+    if not info.folder:
+        return "(the tree --data-dir names)"
+    folder = data_root(data_dir) / info.folder
+    return str(folder) if folder.is_dir() else "-"
 
 
 def run_get(args: argparse.Namespace) -> int:

@@ -16,21 +16,20 @@ if TYPE_CHECKING:
 MAX_LISTED_CLASSES = 20  # more classes: per-class accuracy only in the JSON file
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab eval``."""
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab eval`` and add its arguments."""
     from reslab.eval.runner import EVAL_BATCH, PROTOCOLS
 
-    parser = subparsers.add_parser(
-        "eval", help="evaluate a checkpoint on a data set",
-        description="Measure top-1/top-5 error and per-class accuracy, and draw the confusion "
+    parser.description = (
+        "Measure top-1/top-5 error and per-class accuracy, and draw the confusion "
         "matrix. Small data sets are tested on the single original view (Sec. 4.2); image "
         "folders with center, 10crop or multiscale (Sec. 3.4). Writes "
         "eval-<data>-<split>-<protocol>.json and confusion-<data>-<split>-<protocol>.png to "
-        "OUT_DIR (default: the checkpoint's folder).",
+        "OUT_DIR (default: the checkpoint's folder)."
     )
     add_checkpoint_arguments(parser)
     parser.add_argument("--data", metavar="NAME",
-                        help="data set (see `reslab data`; default: the one the checkpoint "
+                        help="data set (see `reslab data list`; default: the one the checkpoint "
                         "was trained on)")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--split", help="split to evaluate (default: test, else val)")

@@ -17,13 +17,12 @@ from reslab.errors import ReslabError
 from reslab.train.config import FIELDS, coerce
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab experiment``."""
-    parser = subparsers.add_parser(
-        "experiment", help="run one of the paper's experiments and write its report",
-        description="Run an experiment of He et al. (2016) and write experiments/<name>/ "
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab experiment`` and add its arguments."""
+    parser.description = (
+        "Run an experiment of He et al. (2016) and write experiments/<name>/ "
         "(report.md, report.html, PNG plots, CSV; each sub-run a normal run folder). "
-        "Re-running resumes unfinished sub-runs and skips finished ones.",
+        "Re-running resumes unfinished sub-runs and skips finished ones."
     )
     names = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True,
                                   parser_class=type(parser))
@@ -54,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _training_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument("--data", required=True, help="data set (see `reslab data`)")
+    parser.add_argument("--data", required=True, help="data set (see `reslab data list`)")
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--quick", action="store_true",
                         help="small version (about 15 minutes on 2 CPU cores)")

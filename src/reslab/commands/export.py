@@ -7,15 +7,14 @@ import argparse
 from reslab.commands.predict import add_checkpoint_arguments
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab export``."""
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab export`` and add its arguments."""
     from reslab.export import FORMATS, MIN_OPSET
 
-    parser = subparsers.add_parser(
-        "export", help="export a checkpoint to ONNX",
-        description="Write the model as ONNX (input 'images': preprocessed float32 "
+    parser.description = (
+        "Write the model as ONNX (input 'images': preprocessed float32 "
         "[batch, C, H, W]; output 'logits'), with the class names and the preprocessing in "
-        "its metadata_props (reslab.classes, reslab.preprocess).",
+        "its metadata_props (reslab.classes, reslab.preprocess)."
     )
     add_checkpoint_arguments(parser, device=False)
     parser.add_argument("--format", default="onnx", choices=FORMATS, help="file format")

@@ -32,13 +32,12 @@ FAMILIES = ("imagenet", "cifar", "classic")  # the registry's families
 TABLE1_GMACS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}  # Table 1, "FLOPs" (multiply-adds)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab models``."""
-    parser = subparsers.add_parser(
-        "models", help="list the models with their params and MACs",
-        description="List the registered models: family, source (paper table or course notes), "
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab models`` and add its arguments."""
+    parser.description = (
+        "List the registered models: family, source (paper table or course notes), "
         "default input, parameters and MACs at that input. Any CIFAR depth 6n+2 also works as "
-        "resnet<depth> / plain<depth>.",
+        "resnet<depth> / plain<depth>."
     )
     parser.add_argument("pattern", nargs="?", default="*",
                         help="shell-style name pattern, e.g. 'resnet*' (default: all)")

@@ -24,13 +24,12 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser, *, device: bool = 
         parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab predict``."""
-    parser = subparsers.add_parser(
-        "predict", help="classify image files with a checkpoint",
-        description="Print the most probable classes of each image. A folder stands for the "
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab predict`` and add its arguments."""
+    parser.description = (
+        "Print the most probable classes of each image. A folder stands for the "
         "images in it (sorted by name). Images are resized and centre-cropped to the model's "
-        "input, converted to its channels, and normalised as in training.",
+        "input, converted to its channels, and normalised as in training."
     )
     add_checkpoint_arguments(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")

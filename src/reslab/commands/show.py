@@ -15,11 +15,10 @@ from reslab.errors import ReslabError
 from reslab.io import atomic_save_bytes
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab show``."""
-    parser = subparsers.add_parser(
-        "show", help="draw a model's first-layer filters or feature maps",
-        description="Look inside a trained model, as the CNN course notes do: the first "
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab show`` and add its arguments."""
+    parser.description = (
+        "Look inside a trained model, as the CNN course notes do: the first "
         "layer's filters, or the feature maps each stage makes of one image.")
     what = parser.add_subparsers(dest="what", metavar="WHAT", required=True,
                                  parser_class=type(parser))

@@ -51,13 +51,12 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab summary``."""
-    parser = subparsers.add_parser(
-        "summary", help="per-layer output sizes, params, MACs, activations, receptive fields",
-        description="The CNN course's sizing table for a model: per layer its output shape, "
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab summary`` and add its arguments."""
+    parser.description = (
+        "The CNN course's sizing table for a model: per layer its output shape, "
         "parameters, multiply-accumulates (the paper's FLOPs), activations and receptive field, "
-        "with the paper's stages (Table 1) and totals. With --compare, one line per model.",
+        "with the paper's stages (Table 1) and totals. With --compare, one line per model."
     )
     parser.add_argument("model", nargs="?", metavar="MODEL", help="a name from `reslab models`")
     parser.add_argument("--compare", nargs="+", metavar="MODEL",

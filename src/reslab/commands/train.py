@@ -67,12 +67,11 @@ def config_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
     return overrides
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``reslab train``."""
-    parser = subparsers.add_parser(
-        "train", help="train a model with the paper's recipe",
-        description="Train with the paper's recipe (Sec. 4.2 for CIFAR, Sec. 3.4 for ImageNet). "
-        "Precedence: preset < --config TOML < flags (--set KEY=VALUE is a flag).",
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Describe ``reslab train`` and add its arguments."""
+    parser.description = (
+        "Train with the paper's recipe (Sec. 4.2 for CIFAR, Sec. 3.4 for ImageNet). "
+        "Precedence: preset < --config TOML < flags (--set KEY=VALUE is a flag)."
     )
     parser.add_argument("--config", metavar="TOML", help="TOML file of config keys")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly")

@@ -45,7 +45,7 @@ class TrainConfig:
 
     # What to train, on what.
     model: str = _opt("resnet20", "registered model name (see `reslab models`)")
-    data: str = _opt("cifar10", "data set name (see `reslab data`)")
+    data: str = _opt("cifar10", "data set name (see `reslab data list`)")
     data_dir: str | None = _opt(None, DATA_DIR_HELP)
     preset: str | None = _opt(None, "named recipe; default chosen by the data set")
     out: str | None = _opt(None, "run folder (default runs/<model>-<data>-<time>)")
