@@ -17,6 +17,10 @@ The first window of each (warm-up) is dropped; the median of the rest is reporte
 otherwise idle machine (docs/PERFORMANCE.md):
 
     .venv/bin/python benchmarks/bench_engine.py --iters 60 --log-every 10
+    .venv/bin/python benchmarks/bench_engine.py --iters 60 --log-every 10 --amp  # ours in bf16
+
+``--amp`` runs the engine with bf16 autocast (``reslab train --amp``) against the same fp32
+baseline: it pays on CPUs with native bf16 (AVX-512 BF16, AMX), not on AVX2 ones.
 """
 
 from __future__ import annotations
@@ -55,12 +59,12 @@ def write_cifar10(folder: Path, images: torch.Tensor, labels: torch.Tensor) -> N
 
 
 def engine_rates(data_dir: Path, run_dir: Path, *, iters: int, log_every: int,
-                 batch_size: int) -> list[float]:
+                 batch_size: int, amp: bool = False) -> list[float]:
     """images/s of each logging window of ``reslab.train`` (the first one dropped)."""
     reslab.train(model="resnet20", data="cifar10", data_dir=str(data_dir), train_split="train",
                  val_split=None, test_split=None, iters=iters, eval_every=iters,
                  log_every=log_every, batch_size=batch_size, device="cpu", out=str(run_dir),
-                 progress=False)
+                 amp=amp, progress=False)
     rows = [row for row in read_metrics(run_dir / "metrics.csv") if row.get("images_per_s")]
     return [float(row["images_per_s"]) for row in rows[1:]]
 
@@ -94,6 +98,7 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=10, help="iterations per timed window")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, default=5000, help="synthetic training images")
+    parser.add_argument("--amp", action="store_true", help="the engine in bf16 autocast")
     args = parser.parse_args()
     if args.iters < 2 * args.log_every:
         parser.error("--iters must cover at least two windows of --log-every")
@@ -101,17 +106,18 @@ def main() -> None:
     images, labels = synthetic_images(args.images, 32)
     print(f"ResNet-20, 32x32, batch {args.batch_size}, {args.iters} iterations per loop, "
           f"windows of {args.log_every}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, CPU")
+          f"{torch.get_num_threads()} threads, CPU ({torch.backends.cpu.get_cpu_capability()})")
     with tempfile.TemporaryDirectory(prefix="reslab-bench-engine-") as tmp:
         write_cifar10(Path(tmp) / "cifar-10-batches-bin", images, labels)
         base = baseline_rates(images, labels, iters=args.iters, log_every=args.log_every,
                               batch_size=args.batch_size)
         ours = engine_rates(Path(tmp), Path(tmp) / "run", iters=args.iters,
-                            log_every=args.log_every, batch_size=args.batch_size)
+                            log_every=args.log_every, batch_size=args.batch_size, amp=args.amp)
     base_median, ours_median = statistics.median(base), statistics.median(ours)
     print(f"  torchvision-style loop: {base_median:7.1f} images/s "
           f"(windows: {', '.join(f'{r:.0f}' for r in base)})")
-    print(f"  reslab engine:          {ours_median:7.1f} images/s "
+    label = "reslab engine, bf16:" if args.amp else "reslab engine:"
+    print(f"  {label:<24}{ours_median:7.1f} images/s "
           f"(windows: {', '.join(f'{r:.0f}' for r in ours)})")
     print(f"  ratio reslab / torchvision-style: {ours_median / base_median:.3f}")
 
