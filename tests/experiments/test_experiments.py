@@ -368,3 +368,20 @@ def test_layer_response_claims():
                                         responses("resnet56", True, 56, 0.9)])
     assert "are smaller than" in sentences[0]
     assert "do not shrink" in sentences[1]
+
+
+def test_settings_may_change_until_a_sub_run_starts(tmp_path):
+    """A first attempt that stopped before training (say, at a bad split name) does not hold
+    the folder: the corrected settings replace its experiment.json. Once a sub-run exists,
+    other settings are refused."""
+    out = tmp_path / "exp"
+    first = {"experiment": "depth-table", "data": "fashion-mnist", "recipe": {"iters": 4}}
+    runs.claim_folder(out, first)
+    fixed = {**first, "recipe": {"iters": 4, "train_split": "train"}}
+    runs.claim_folder(out, fixed)
+    assert json.loads((out / "experiment.json").read_text()) == fixed
+    (out / "runs" / "resnet8-seed0").mkdir(parents=True)
+    (out / "runs" / "resnet8-seed0" / "config.toml").write_text("iters = 4\n")
+    with pytest.raises(ReslabError, match=r"other settings \(recipe;"):
+        runs.claim_folder(out, first)
+    assert json.loads((out / "experiment.json").read_text()) == fixed

@@ -179,7 +179,8 @@ def claim_folder(out: Path, description: dict[str, Any]) -> None:
 
     Re-running the same experiment in the same folder resumes it, and may add depths or seeds:
     sub-runs are named by net and seed, so the finished ones are reused. Another recipe or data
-    set there would mix incomparable runs, so it is refused.
+    set there would mix incomparable runs, so it is refused once a sub-run has started; before
+    that (e.g. the first attempt stopped at a bad split name) the new settings replace the old.
 
     Args:
         out: The experiment folder.
@@ -203,7 +204,7 @@ def claim_folder(out: Path, description: dict[str, Any]) -> None:
             raise ReslabError(f"{path} is damaged (not a JSON object); delete it to run the "
                               "experiment here again (finished sub-runs are kept)")
         changed = [key for key in SHARED_KEYS if previous.get(key) != described.get(key)]
-        if changed:
+        if changed and any(out.glob("runs/*/config.toml")):
             raise ReslabError(
                 f"{out} holds an experiment run with other settings ({', '.join(changed)}; see "
                 f"{path}); choose another --out or delete the folder"
