@@ -45,9 +45,21 @@ def test_api_names_load_on_first_use_and_train_stays_the_function() -> None:
         "print(reslab.train is train, callable(reslab.train))\n"
         "print(type(reslab.create_model('resnet20')).__name__)\n"
         "from reslab import TrainConfig, load, evaluate, Predictor, ReslabError\n"
-        "print(sorted(reslab.__all__) == sorted(dir(reslab)))\n"
+        "print(set(reslab.__all__) <= set(dir(reslab)), '__file__' in dir(reslab))\n"
+        "print(reslab.data.TensorLoader.__name__, reslab.models.fuse.__name__)\n"
     )
-    assert out.splitlines() == ["False", "True True", "ResNet", "True"]
+    assert out.splitlines() == ["False", "True True", "ResNet", "True True",
+                                "TensorLoader reslab.models.fuse"]
+
+
+def test_the_api_list_is_one_list():
+    import reslab
+
+    assert set(reslab.__all__) == set(reslab._API) | {"__version__"}
+    for name in reslab.__all__:
+        assert getattr(reslab, name) is not None, name
+    for name in reslab._SUBMODULES:
+        assert getattr(reslab, name).__name__ == f"reslab.{name}"
 
 
 def test_unknown_api_name_is_an_attribute_error() -> None:
@@ -71,7 +83,10 @@ def test_a_command_alone_gets_the_same_parser_as_with_all(name: str) -> None:
 def test_command_in() -> None:
     assert command_in(["--version"]) is None
     assert command_in(["train", "--model", "resnet20"]) == "train"
-    assert command_in(["-h", "models"]) == "models"
+    assert command_in(["models", "-h"]) == "models"
+    assert command_in(["-h", "models"]) is None  # the top-level help: no command to load
+    assert command_in(["--version", "train"]) is None
+    assert command_in(["--vers", "train"]) is None  # argparse's abbreviation of --version
     assert command_in(["bogus", "train"]) is None
 
 

@@ -10,8 +10,10 @@ The Python API::
     predictor.topk(["cat.png"], k=3)
     reslab.evaluate("runs/resnet20-cifar10", data="cifar10").top1_error
 
-The names are imported on first use (PEP 562), so that ``import reslab`` and ``reslab --help``
-do not pay for torch and torchvision.
+The names, and the subpackages (``reslab.data``, ``reslab.models``, ...), are imported on first
+use (PEP 562), so that ``import reslab`` and ``reslab --help`` do not pay for torch and
+torchvision. ``reslab.train`` is the function; its package's modules are imported by name,
+``from reslab.train.config import TrainConfig``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,17 @@ _API = {
     "train": "reslab.train.engine",
 }
 
-__all__ = ["__version__", *sorted(_API)]
+__all__ = [
+    "Predictor", "ReslabError", "TrainConfig", "__version__", "create_model", "evaluate",
+    "list_models", "load", "model_info", "train",
+]
+
+# Modules and subpackages reachable as attributes (``reslab.data.TensorLoader``); ``train`` is
+# the API function above.
+_SUBMODULES = (
+    "analysis", "bench", "cli", "commands", "data", "errors", "eval", "experiments", "export",
+    "io", "models", "plots", "runtime",
+)
 
 if TYPE_CHECKING:
     from reslab.errors import ReslabError
@@ -48,15 +60,20 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _API:
+    """An API name or a submodule, imported on first use and then bound here."""
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
         raise AttributeError(f"module 'reslab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
     setattr(sys.modules[__name__], name, value)
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    """The module's own names, the API and the submodules (for completion in a shell)."""
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
 
 
 class _Package(types.ModuleType):

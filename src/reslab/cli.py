@@ -26,7 +26,7 @@ COMMANDS = {
                 "per-layer output sizes, params, MACs, activations, receptive fields"),
     "models": ("reslab.commands.models", "list the models with their params and MACs"),
     "train": ("reslab.commands.train", "train a model with the paper's recipe"),
-    "data": ("reslab.commands.data", "get, verify and show the data sets"),
+    "data": ("reslab.commands.data", "list, get, verify and show the data sets"),
     "eval": ("reslab.commands.eval", "evaluate a checkpoint on a data set"),
     "predict": ("reslab.commands.predict", "classify image files with a checkpoint"),
     "export": ("reslab.commands.export", "export a checkpoint to ONNX"),
@@ -70,6 +70,9 @@ def build_parser(command: str | None = ALL) -> ArgumentParser:
         command: The sub-command to configure fully: a name in :data:`COMMANDS`, :data:`ALL`
             (every one, the default), or None (only their names and one-line help, enough for
             ``reslab --help`` and for rejecting an unknown command).
+
+    Returns:
+        The parser.
     """
     from reslab import __version__
 
@@ -89,9 +92,22 @@ def build_parser(command: str | None = ALL) -> ArgumentParser:
 
 
 def command_in(argv: Sequence[str]) -> str | None:
-    """The sub-command ``argv`` names: its first word that is not an option, if a command."""
-    word = next((arg for arg in argv if not arg.startswith("-")), None)
-    return word if word in COMMANDS else None
+    """The sub-command that ``argv`` runs.
+
+    Args:
+        argv: Arguments without the program name.
+
+    Returns:
+        Its first word that is not an option, if that is a command and no top-level ``-h`` or
+        ``--version`` (which argparse answers before any command) comes first; else None.
+    """
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+        if arg == "-h" or (len(arg) > 2 and ("--help".startswith(arg)
+                                             or "--version".startswith(arg))):
+            return None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

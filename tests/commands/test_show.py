@@ -80,3 +80,20 @@ def test_filters_are_drawn_one_tile_each_scaled_to_its_range(in_channels, tmp_pa
         torch.testing.assert_close(torch.as_tensor(tile.data, dtype=torch.float32), expected)
     assert fig._suptitle.get_text() == "conv1.weight: 16 filters 3x3"
     plots.pyplot().close(fig)
+
+
+def test_filters_of_a_net_with_neither_one_nor_three_channels_are_their_channel_mean(
+        tmp_path, monkeypatch):
+    from reslab import plots
+    from reslab.commands.show import filters_png
+
+    drawn = []
+    monkeypatch.setattr(plots, "figure_png", lambda fig: drawn.append(fig) or b"png")
+    path = write_checkpoint(tmp_path / "w.safetensors", in_channels=2, size=32)
+    filters_png(str(path))
+    weight = read_weights(path)[0]["conv1.weight"].mean(1)  # (16, 2, 3, 3) -> (16, 3, 3)
+    tiles = [ax.get_images()[0].get_array() for ax in drawn[0].axes if ax.get_images()]
+    for tile, w in zip(tiles, weight, strict=True):
+        torch.testing.assert_close(torch.as_tensor(tile.data, dtype=torch.float32),
+                                   (w - w.min()) / (w.max() - w.min()))
+    plots.pyplot().close(drawn[0])

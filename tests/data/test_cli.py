@@ -188,6 +188,14 @@ def test_list_says_what_each_data_set_holds_and_where_its_files_are(tmp_path, ca
     assert "train55k (55,000)" in rows["fashion-mnist"]
     assert rows["imagenet"].split()[-1] == str(tmp_path / "imagenet")
     assert rows["cifar10"].split()[-1] == "-" and rows["mnist"].split()[-1] == "-"
+    # ImageNet as the training command finds it: DIR/imagenet or DIR itself, with train/ or val/
+    (tmp_path / "flat" / "val").mkdir(parents=True)
+    (tmp_path / "empty" / "imagenet").mkdir(parents=True)
+    for folder, where in (("flat", str(tmp_path / "flat")), ("empty", "-")):
+        assert main(["data", "list", "--data-dir", str(tmp_path / folder)]) == 0
+        (imagenet,) = [line for line in capsys.readouterr().out.splitlines()
+                       if line.startswith("imagenet ")]
+        assert imagenet.split()[-1] == where, folder
     assert main(["data", "list", "--data-dir", str(tmp_path / "none")]) == 2
     assert _error_line(capsys) == (f"reslab: error: data dir {tmp_path / 'none'} does not "
                                    "exist (or is not a folder)\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from reslab.data import DATASETS, download, verify
+from reslab.data import DATASETS, download, imagenet, verify
 from reslab.data.grid import preview, render_grid, save_png
 from reslab.data.datasets import locate
 from reslab.data.registry import DATA_DIR_HELP, DatasetInfo, data_root
@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "in (the search of every other command: --data-dir, else $RESLAB_DATA_DIR, else "
         "./data, else a system-wide copy).",
     )  # fmt: skip
-    listing.add_argument("--data-dir", metavar="DIR", help="data dir to look in")
+    listing.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     listing.set_defaults(func=run_list)
     get = _add_action(
         actions, "get", run_get,
@@ -84,7 +84,7 @@ def run_list(args: argparse.Namespace) -> int:
         args: The parsed command line (``data_dir``).
 
     Returns:
-        0.
+        The exit status, 0.
     """
     data_root(args.data_dir)  # a data dir the user named must exist
     header = ("data set", "classes", "input", "splits (images)", "files")
@@ -114,10 +114,9 @@ def found_at(info: DatasetInfo, data_dir: str | None) -> str:
     """
     if info.small:
         return str(locate(info, data_dir) or "-")
-    if not info.folder:
-        return "(the tree --data-dir names)"
-    folder = data_root(data_dir) / info.folder
-    return str(folder) if folder.is_dir() else "-"
+    if info.name == "imagenet":
+        return str(imagenet.find(info, data_root(data_dir)) or "-")
+    return "(the tree --data-dir names, for each command)"
 
 
 def run_get(args: argparse.Namespace) -> int:
