@@ -97,3 +97,32 @@ def test_filters_of_a_net_with_neither_one_nor_three_channels_are_their_channel_
         torch.testing.assert_close(torch.as_tensor(tile.data, dtype=torch.float32),
                                    (w - w.min()) / (w.max() - w.min()))
     plots.pyplot().close(drawn[0])
+
+
+def test_feature_maps_are_each_stages_first_channels(tmp_path, monkeypatch):
+    """One row per stage (conv1, conv2_x, ...), its first ``maps`` channels for the image as
+    the model's preprocessing makes it."""
+    from PIL import Image
+
+    from reslab import plots
+    from reslab.commands.show import feature_maps_png
+    from reslab.models import stage_outputs
+
+    drawn = []
+    monkeypatch.setattr(plots, "figure_png", lambda fig: drawn.append(fig) or b"png")
+    path = write_checkpoint(tmp_path / "w.safetensors")  # resnet8, grey 28x28
+    image = tmp_path / "shoe.png"
+    Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy()).save(image)
+    assert feature_maps_png(str(path), str(image), maps=4) == b"png"
+    predictor = reslab.load(path)
+    with torch.no_grad():
+        stages = stage_outputs(predictor.model, predictor.preprocess([image]))
+    axes = drawn[0].axes
+    assert len(axes) == 4 * len(stages)
+    for row, (name, output) in enumerate(stages.items()):
+        assert axes[4 * row].get_title(loc="left").startswith(name)
+        for i in range(4):
+            (shown,) = axes[4 * row + i].get_images()
+            torch.testing.assert_close(torch.as_tensor(shown.get_array().data),
+                                       output[0, i].float())
+    plots.pyplot().close(drawn[0])
