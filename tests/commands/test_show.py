@@ -58,58 +58,45 @@ def test_no_kernel_is_one_line():
         first_conv_weight({"fc.weight": torch.zeros(2, 3)}, {}, source="x.pth")
 
 
-@pytest.mark.parametrize("in_channels", [1, 3])
-def test_filters_are_drawn_one_tile_each_scaled_to_its_range(in_channels, tmp_path, monkeypatch):
-    """Each of conv1's 16 filters is one tile: the weights (grey: their channel mean) scaled to
-    the filter's own min..max."""
+@pytest.fixture
+def drawn(monkeypatch):
+    """The matplotlib figures ``reslab.plots.figure_png`` is given, instead of PNG bytes."""
     from reslab import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "figure_png", lambda fig: figures.append(fig) or b"png")
+    yield figures
+    for fig in figures:
+        plots.pyplot().close(fig)
+
+
+@pytest.mark.parametrize("in_channels", [1, 2, 3])
+def test_filters_are_drawn_one_tile_each_scaled_to_its_range(in_channels, tmp_path, drawn):
+    """Each of conv1's 16 filters is one tile: the weights (RGB for 3 channels, else their
+    channel mean in grey) scaled to the filter's own min..max."""
     from reslab.commands.show import filters_png
 
-    drawn = []
-    monkeypatch.setattr(plots, "figure_png", lambda fig: drawn.append(fig) or b"png")
     path = write_checkpoint(tmp_path / "w.safetensors", in_channels=in_channels, size=32)
     assert filters_png(str(path)) == b"png"
     weight = read_weights(path)[0]["conv1.weight"]  # (16, C, 3, 3)
-    if in_channels == 1:
+    if in_channels != 3:
         weight = weight.mean(1, keepdim=True)
     (fig,) = drawn
     tiles = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
-    assert len(tiles) == 16
-    for tile, w in zip(tiles, weight):
+    for tile, w in zip(tiles, weight, strict=True):
         expected = ((w - w.min()) / (w.max() - w.min())).permute(1, 2, 0).squeeze(-1)
         torch.testing.assert_close(torch.as_tensor(tile.data, dtype=torch.float32), expected)
     assert fig._suptitle.get_text() == "conv1.weight: 16 filters 3x3"
-    plots.pyplot().close(fig)
 
 
-def test_filters_of_a_net_with_neither_one_nor_three_channels_are_their_channel_mean(
-        tmp_path, monkeypatch):
-    from reslab import plots
-    from reslab.commands.show import filters_png
-
-    drawn = []
-    monkeypatch.setattr(plots, "figure_png", lambda fig: drawn.append(fig) or b"png")
-    path = write_checkpoint(tmp_path / "w.safetensors", in_channels=2, size=32)
-    filters_png(str(path))
-    weight = read_weights(path)[0]["conv1.weight"].mean(1)  # (16, 2, 3, 3) -> (16, 3, 3)
-    tiles = [ax.get_images()[0].get_array() for ax in drawn[0].axes if ax.get_images()]
-    for tile, w in zip(tiles, weight, strict=True):
-        torch.testing.assert_close(torch.as_tensor(tile.data, dtype=torch.float32),
-                                   (w - w.min()) / (w.max() - w.min()))
-    plots.pyplot().close(drawn[0])
-
-
-def test_feature_maps_are_each_stages_first_channels(tmp_path, monkeypatch):
+def test_feature_maps_are_each_stages_first_channels(tmp_path, drawn):
     """One row per stage (conv1, conv2_x, ...), its first ``maps`` channels for the image as
     the model's preprocessing makes it."""
     from PIL import Image
 
-    from reslab import plots
     from reslab.commands.show import feature_maps_png
     from reslab.models import stage_outputs
 
-    drawn = []
-    monkeypatch.setattr(plots, "figure_png", lambda fig: drawn.append(fig) or b"png")
     path = write_checkpoint(tmp_path / "w.safetensors")  # resnet8, grey 28x28
     image = tmp_path / "shoe.png"
     Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy()).save(image)
@@ -125,4 +112,3 @@ def test_feature_maps_are_each_stages_first_channels(tmp_path, monkeypatch):
             (shown,) = axes[4 * row + i].get_images()
             torch.testing.assert_close(torch.as_tensor(shown.get_array().data),
                                        output[0, i].float())
-    plots.pyplot().close(drawn[0])
