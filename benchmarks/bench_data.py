@@ -6,9 +6,12 @@ PIL one (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``, 
 as with ``torchvision.datasets.CIFAR10``) and transforms v2 on uint8 tensors, each with every
 ``--workers`` count; the best is the baseline. The TensorLoader's per-batch time is also
 compared with one ResNet-20 training step (forward, backward, SGD) at the same batch size.
+``--erase P`` adds random erasing with probability P to both (``reslab train --erase``; the
+baselines end in torchvision's ``RandomErasing``).
 
     python benchmarks/bench_data.py                        # synthetic CIFAR-shaped data
     python benchmarks/bench_data.py --data cifar10 --data-dir data
+    python benchmarks/bench_data.py --erase 0.5
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torchvision.transforms import v2
 
 import reslab
 from reslab.data import TensorLoader, load_arrays, per_pixel_mean
+from reslab.data.transforms import ERASE_AREA, ERASE_RATIO
 
 
 class UInt8Images(Dataset):
@@ -44,14 +48,17 @@ class UInt8Images(Dataset):
         return self.transform(image), int(self.labels[index])
 
 
-def baseline_transforms(mean: list[float], std: list[float]) -> dict[str, tuple]:
-    """The per-image recipes: name -> (transform, whether it takes PIL images)."""
+def baseline_transforms(mean: list[float], std: list[float], erase: float) -> dict[str, tuple]:
+    """The per-image recipes: name -> (transform, whether it takes PIL images); random erasing
+    with probability ``erase`` at the end when it is above 0."""
+    erasing = [T.RandomErasing(erase, scale=ERASE_AREA, ratio=ERASE_RATIO)] if erase else []
     classic = T.Compose([
         T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std),
+        *erasing,
     ])  # fmt: skip
     tensor = v2.Compose([
         v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std),
+        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), *erasing,
     ])  # fmt: skip
     return {"PIL+ToTensor": (classic, True), "tensor v2": (tensor, False)}
 
@@ -95,6 +102,8 @@ def main() -> None:
                         help="images timed per DataLoader configuration")
     parser.add_argument("--workers", default="0,1,2", help="DataLoader num_workers to try")
     parser.add_argument("--steps", type=int, default=20, help="ResNet-20 steps timed")
+    parser.add_argument("--erase", type=float, default=0.0,
+                        help="random erasing probability, for both (default 0: off)")
     args = parser.parse_args()
 
     if args.data:
@@ -109,13 +118,13 @@ def main() -> None:
     channel_mean = mean.mean((1, 2)).tolist()
     channel_std = (images.float() / 255).std((0, 2, 3)).tolist()
     print(f"data: {len(images)} images {list(images.shape[1:])}, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}")  # fmt: skip
+          f"torch threads {torch.get_num_threads()}, random erasing {args.erase:g}")  # fmt: skip
 
     loader = TensorLoader(images, labels, batch_size=args.batch_size, device="cpu", train=True,
-                          mean=mean)  # fmt: skip
+                          mean=mean, erase=args.erase)  # fmt: skip
     ours = images_per_second(loader, count=len(images))  # one epoch
     rows = [("TensorLoader", "device tensor, batched ops", ours)]
-    for name, (transform, pil) in baseline_transforms(channel_mean, channel_std).items():
+    for name, (transform, pil) in baseline_transforms(channel_mean, channel_std, args.erase).items():
         dataset = UInt8Images(images, labels, transform, pil=pil)
         for workers in map(int, args.workers.split(",")):
             dataloader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True,

@@ -24,7 +24,7 @@ CASES = {  # script: (tiny arguments, a line its result must contain)
     "bench_engine.py": (["--iters", "4", "--log-every", "2", "--batch-size", "8",
                          "--images", "100"], rf"ratio reslab / torchvision-style: {NUMBER}"),
     "bench_data.py": (["--images", "256", "--batch-size", "32", "--baseline-images", "64",
-                       "--workers", "0", "--steps", "1"],
+                       "--workers", "0", "--steps", "1", "--erase", "0.5"],
                       rf"TensorLoader vs best DataLoader .*: {NUMBER}x"),
     "bench_fast_paths.py": (["--device", "cpu", "--batch", "2", "--infer-model", "resnet18",
                              "--warmup", "0", "--repeats", "1"],

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from reslab.cli import main
-from reslab.data import idx, load_arrays
+from reslab.data import idx, load_arrays, per_pixel_mean
 from reslab.data.grid import preview
 from tests.data.formats import write_cifar10, write_idx_set
 from tests.data.test_idx import needs_fashion
@@ -133,6 +133,30 @@ def test_show_draws_evenly_spread_samples_and_their_augmented_views(tmp_path):
     assert augmented.shape == images.shape and sorted(aug_names) == sorted(names)
     plain_views = {tuple(image.flatten().tolist()) for image in images}
     assert any(tuple(image.flatten().tolist()) not in plain_views for image in augmented)
+
+
+def test_show_erased_views_show_the_mean_in_one_box(tmp_path, capsys):
+    write_idx_set(tmp_path / "fashion-mnist", train=12, gz=False)
+    mean = per_pixel_mean(load_arrays("fashion-mnist", tmp_path, "train").images)
+    options = {"count": 5, "augmented": True, "seed": 2}
+    plain, names = preview("fashion-mnist", tmp_path, "train", **options)
+    erased, erased_names = preview("fashion-mnist", tmp_path, "train", erase=1.0, **options)
+    assert erased_names == names
+    for e, p in zip(erased, plain, strict=True):
+        changed = (e != p).any(0)
+        rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
+        box = (slice(rows[0].item(), rows[-1].item() + 1),
+               slice(cols[0].item(), cols[-1].item() + 1))
+        torch.testing.assert_close(e[:, box[0], box[1]],
+                                   (mean[:, box[0], box[1]] * 255).round() / 255)
+        assert changed[box].float().mean() > 0.9  # one box (a few mean pixels may equal p's)
+    out = tmp_path / "g.png"
+    argv = ["data", "show", "fashion-mnist", "--data-dir", str(tmp_path), "-o", str(out)]
+    assert main(argv + ["--augmented", "--erase", "0.5"]) == 0 and out.exists()
+    assert main(argv + ["--erase", "0.5"]) == 2
+    assert "--erase is part of the training augmentation: add --augmented" in _error_line(capsys)
+    assert main(argv + ["--augmented", "--erase", "2"]) == 2
+    assert "--erase must be a probability in [0, 1], got 2.0" in _error_line(capsys)
 
 
 def test_show_bad_input_is_one_line(tmp_path, capsys):

@@ -165,6 +165,63 @@ def test_eval_shards_see_every_sample_exactly_once():
     assert torch.equal(seen.sort().values, torch.arange(11))
 
 
+def _boxes(erased: torch.Tensor, plain: torch.Tensor) -> list[tuple[int, int, int, int] | None]:
+    """Per sample, the bounding box (top, left, height, width) of the pixels where ``erased``
+    differs from ``plain``, after checking they are all 0 in ``erased`` and form that box in
+    every channel; None where nothing differs."""
+    out = []
+    for e, p in zip(erased, plain, strict=True):
+        changed = (e != p).any(0)  # [H, W]
+        if not changed.any():
+            out.append(None)
+            continue
+        rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
+        top, left = rows[0].item(), cols[0].item()
+        height, width = rows[-1].item() - top + 1, cols[-1].item() - left + 1
+        box = torch.zeros_like(changed)
+        box[top:top + height, left:left + width] = True
+        assert torch.equal(changed, box)  # a solid rectangle...
+        assert torch.all(e[:, box] == 0)  # ...set to 0 (the mean) in every channel
+        out.append((top, left, height, width))
+    return out
+
+
+def test_random_erasing_boxes_on_the_augmented_view():
+    """Erasing changes nothing but a box per erased sample, set to 0 after the mean subtraction
+    (the mean image); about ``erase`` of the samples get one; its area is 0.02-0.4 of the
+    image (up to rounding) and it lies inside the image; order, crops and flips stay as they
+    are without erasing."""
+    n, size = 2000, 20
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(1, 256, (n, 1, size, size), generator=generator, dtype=torch.uint8)
+    mean = per_pixel_mean(images)
+    options = {"batch_size": 500, "pad": 2, "mean": mean, "seed": 1}
+    plain = batches(loader(images, **options))
+    erased = batches(loader(images, erase=0.5, **options))
+    boxes = []
+    for (xe, ye), (xp, yp) in zip(erased, plain, strict=True):
+        assert torch.equal(ye, yp)
+        assert not (xp == 0).any()  # so every erased pixel shows as a change
+        boxes += _boxes(xe, xp)
+    hit = [b for b in boxes if b is not None]
+    assert 0.45 < len(hit) / n < 0.55
+    areas = torch.tensor([h * w / size**2 for _, _, h, w in hit])
+    assert areas.min() >= 0.015 and areas.max() <= 0.45 and 0.15 < areas.mean() < 0.25
+    assert all(t + h <= size and l + w <= size for t, l, h, w in hit)
+    ratios = torch.tensor([h / w for _, _, h, w in hit])
+    assert ratios.min() < 0.5 and ratios.max() > 2  # tall and wide boxes both occur
+    assert len({(t, l) for t, l, _, _ in hit}) > 100  # boxes all over the image
+
+
+def test_random_erasing_depends_on_seed_epoch_and_index_only():
+    by_4 = _views(loader(batch_size=4, seed=3, erase=1.0), 3)
+    by_2 = _views(loader(batch_size=2, seed=3, erase=1.0), 3)
+    assert all(torch.equal(by_4[k], by_2[k]) for k in by_4)
+    assert all((v == 0).any() for v in by_4.values())  # erase=1: every view has a box
+    evaluated = torch.cat([x for x, _ in loader(train=False, erase=1.0)])
+    assert torch.equal(as_pixels(evaluated), position_images())  # evaluation never erases
+
+
 def test_channels_last():
     x, _ = batches(loader(channels_last=True), 1)[0]
     assert x.is_contiguous(memory_format=torch.channels_last)
@@ -175,6 +232,8 @@ def test_channels_last():
     ({"batch_size": 16}, r"8 training samples, fewer than one batch of 16"),
     ({"rank": 2, "world_size": 2}, r"0 <= rank < world_size"),
     ({"pad": -1}, r"pad must be >= 0"),
+    ({"erase": 1.5}, r"erase must be a probability in \[0, 1\], got 1.5"),
+    ({"erase": -0.1}, r"erase must be a probability"),
 ])  # fmt: skip
 def test_bad_options(options, message):
     with pytest.raises(ReslabError, match=message):

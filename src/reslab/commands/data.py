@@ -71,6 +71,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     show.add_argument("--split", default="train", help="split (default: train)")
     show.add_argument("--augmented", action="store_true", help="apply the training augmentation")
+    show.add_argument("--erase", type=float, default=0.0, metavar="P",
+                      help="with --augmented: random erasing with probability P, as "
+                      "`reslab train --erase` (default 0)")
     show.add_argument("-n", type=int, default=64, dest="count", metavar="N",
                       help="number of samples (default 64)")
     show.add_argument("--seed", type=int, default=0, help="augmentation seed (default 0)")
@@ -153,24 +156,30 @@ def run_show(args: argparse.Namespace) -> int:
 
     Args:
         args: The parsed command line (``name``, ``data_dir``, ``split``, ``augmented``,
-            ``count``, ``seed``, ``output``).
+            ``erase``, ``count``, ``seed``, ``output``).
 
     Returns:
         The exit status, 0.
 
     Raises:
-        ReslabError: ``-n`` is below 1.
+        ReslabError: ``-n`` is below 1, ``--erase`` is not a probability or is given
+            without ``--augmented``.
     """
     from reslab.io import check_output_path
 
     check_output_path(args.output, suffix=".png")
     if args.count < 1:
         raise ReslabError(f"-n must be at least 1, got {args.count}")
+    if not 0 <= args.erase <= 1:
+        raise ReslabError(f"--erase must be a probability in [0, 1], got {args.erase}")
+    if args.erase and not args.augmented:
+        raise ReslabError("--erase is part of the training augmentation: add --augmented")
     images, names = preview(
         args.name, args.data_dir, args.split, count=args.count, augmented=args.augmented,
-        seed=args.seed,
+        erase=args.erase, seed=args.seed,
     )  # fmt: skip
     save_png(render_grid(images, names), args.output)
     print(f"wrote {args.output} ({len(names)} {args.split} samples"
-          f"{', augmented' if args.augmented else ''})")  # fmt: skip
+          f"{', augmented' if args.augmented else ''}"
+          f"{f', erase {args.erase:g}' if args.erase else ''})")  # fmt: skip
     return 0

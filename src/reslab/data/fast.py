@@ -1,13 +1,15 @@
 """The fast path for small data sets: a whole split as one uint8 tensor on the training device.
 
 Each batch's augmentation (Sec. 4.2: zero-pad, random crop of the original size, random
-horizontal flip), the scaling to [0, 1] and the per-pixel mean subtraction are a handful of
-batched tensor ops, in the airbench style: no per-image Python, no worker processes.
+horizontal flip), the scaling to [0, 1], the per-pixel mean subtraction and, optionally, random
+erasing (not in the paper: Zhong et al., "Random Erasing Data Augmentation", AAAI 2020) are a
+handful of batched tensor ops, in the airbench style: no per-image Python, no worker processes.
 
 Randomness: at the start of each epoch one ``torch.Generator`` seeded from (seed, epoch) draws
-the permutation, then the crop offsets of all N samples, then their flips, on the CPU (so every
-device and machine gets the same numbers). Sample ``i`` always gets offset ``i`` and flip ``i``,
-so a sample's view depends on (seed, epoch, i) only, never on batch boundaries or world size.
+the permutation, then the crop offsets of all N samples, then their flips, then (only when
+erasing is on) their erased boxes, on the CPU (so every device and machine gets the same
+numbers). Sample ``i`` always gets offset ``i``, flip ``i`` and box ``i``, so a sample's view
+depends on (seed, epoch, i) only, never on batch boundaries or world size.
 
 Distributed training (DDP): every rank builds the loader with the same seed; global batch ``b``
 is positions ``b*B .. b*B+B-1`` of the epoch's order, split into ``world_size`` contiguous
@@ -21,6 +23,7 @@ differ by at most one), so across ranks every sample is seen exactly once; every
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 
 import torch
@@ -28,7 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reslab.data.base import EpochPosition, derive_seed
+from reslab.data.transforms import ERASE_AREA, ERASE_RATIO
 from reslab.errors import ReslabError
+
+# Random erasing's box (transforms.ERASE_AREA, ERASE_RATIO): a box that does not fit is drawn
+# again, up to ERASE_TRIES times (the sample is then left as it is).
+ERASE_TRIES = 10
 
 
 class TensorLoader(EpochPosition):
@@ -46,6 +54,8 @@ class TensorLoader(EpochPosition):
             None for nothing.
         pad: Zero padding on each side before the random crop of the original size.
         flip: Random horizontal flips (probability 1/2).
+        erase: Probability of random erasing: a box of the (cropped, flipped) sample is set to
+            0 after the mean subtraction, i.e. to the mean image (training only; 0 for none).
         seed: The run's data seed.
         rank: This process's rank.
         world_size: Number of processes.
@@ -63,6 +73,7 @@ class TensorLoader(EpochPosition):
         mean: Tensor | None = None,
         pad: int = 4,
         flip: bool = True,
+        erase: float = 0.0,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -85,6 +96,8 @@ class TensorLoader(EpochPosition):
             )
         if pad < 0:
             raise ReslabError(f"pad must be >= 0, got {pad}")
+        if not 0.0 <= erase <= 1.0:
+            raise ReslabError(f"erase must be a probability in [0, 1], got {erase}")
         if train and pad >= min(images.shape[-2:]):  # a corner crop would be all padding
             raise ReslabError(f"pad must be less than the image side ({min(images.shape[-2:])} "
                               f"for {tuple(images.shape[-2:])} images), got {pad}")
@@ -106,6 +119,7 @@ class TensorLoader(EpochPosition):
         self.train = train
         self.pad = pad
         self.flip = flip
+        self.erase = erase
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -134,18 +148,49 @@ class TensorLoader(EpochPosition):
         return {**super().state_dict(),
                 "samples_seen": self.epoch * self.samples_per_epoch + done}
 
-    def _plan(self) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """This epoch's order, and crop offsets [N, 2] and flips [N] by sample index."""
+    def _plan(self) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """This epoch's order, and by sample index: crop offsets [N, 2], flips [N], and the
+        erased boxes [N, 4] (None when erasing is off)."""
         n = len(self.labels)
         if not self.train:
-            return torch.arange(n, device=self.device), None, None
+            return torch.arange(n, device=self.device), None, None, None
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
         order = torch.randperm(n, generator=generator)
         offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=generator)  # (dy, dx)
         flips = torch.rand(n, generator=generator) < 0.5
         if not self.flip:
             flips.zero_()
-        return self._upload(order), self._upload(offsets), self._upload(flips)
+        boxes = self._erase_boxes(n, generator) if self.erase else None
+        return (self._upload(order), self._upload(offsets), self._upload(flips),
+                None if boxes is None else self._upload(boxes))
+
+    def _erase_boxes(self, n: int, generator: torch.Generator) -> Tensor:
+        """Random erasing's boxes ``(top, left, height, width)`` [N, 4] (int64), each sample's
+        with probability ``erase``; an empty box (height 0) leaves the sample as it is."""
+        _, h, w = self.image_shape
+        area = torch.empty(n, ERASE_TRIES).uniform_(*ERASE_AREA, generator=generator) * (h * w)
+        log_ratio = torch.empty(n, ERASE_TRIES).uniform_(
+            *map(math.log, ERASE_RATIO), generator=generator)
+        heights = (area * log_ratio.exp()).sqrt().round().long()  # [N, tries]
+        widths = (area / log_ratio.exp()).sqrt().round().long()
+        fits = (heights < h) & (widths < w)
+        first = fits.long().argmax(1, keepdim=True)  # the first try that fits, per sample
+        keep = fits.any(1) & (torch.rand(n, generator=generator) < self.erase)
+        height = heights.gather(1, first).squeeze(1) * keep  # [N]
+        width = widths.gather(1, first).squeeze(1) * keep
+        top = (torch.rand(n, generator=generator) * (h - height + 1)).long()
+        left = (torch.rand(n, generator=generator) * (w - width + 1)).long()
+        return torch.stack([top, left, height, width], 1)
+
+    def _erase(self, x: Tensor, boxes: Tensor) -> Tensor:
+        """``x`` [b, C, H, W] with each sample's box [b, 4] set to 0, in place."""
+        _, h, w = self.image_shape
+        top, left, height, width = boxes.unbind(1)  # [b] each
+        rows = torch.arange(h, device=self.device) - top[:, None]  # [b, H]
+        cols = torch.arange(w, device=self.device) - left[:, None]  # [b, W]
+        inside_rows = (rows >= 0) & (rows < height[:, None])
+        inside_cols = (cols >= 0) & (cols < width[:, None])
+        return x.masked_fill_(inside_rows[:, None, :, None] & inside_cols[:, None, None, :], 0)
 
     def _upload(self, tensor: Tensor) -> Tensor:
         """``tensor`` on the device. To CUDA through pinned memory, without blocking: a copy
@@ -172,7 +217,7 @@ class TensorLoader(EpochPosition):
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield this rank's ``(x float32 [b, C, H, W], y int64 [b])`` for the rest of the
         epoch, then move to the next epoch."""
-        order, offsets, flips = self._plan()
+        order, offsets, flips, boxes = self._plan()
         for batch in range(self.batch, len(self)):
             lo, hi = self.shard(batch, len(self.labels))
             index = order[lo:hi]
@@ -183,6 +228,8 @@ class TensorLoader(EpochPosition):
             x = x.float().mul_(1 / 255)
             if self.mean is not None:
                 x = x.sub_(self.mean)
+            if boxes is not None:
+                x = self._erase(x, boxes[index])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self.batch = batch + 1

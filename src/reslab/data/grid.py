@@ -12,10 +12,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from reslab.data.arrays import per_pixel_mean
 from reslab.data.datasets import get_dataset, load_arrays
 from reslab.data.fast import TensorLoader
 from reslab.data.registry import dataset_info
-from reslab.data.transforms import pipeline
+from reslab.data.transforms import pipeline, with_erasing
 from reslab.io import atomic_save_bytes
 
 CELL = 96  # smallest shown image side, in pixels (small images are enlarged by a whole factor)
@@ -30,6 +31,7 @@ def preview(
     *,
     count: int = 64,
     augmented: bool = False,
+    erase: float = 0.0,
     seed: int = 0,
 ) -> tuple[Tensor, list[str]]:
     """Samples spread evenly over a split, with their class names.
@@ -42,6 +44,8 @@ def preview(
         augmented: Apply the training augmentation of the data set's pipeline (small data
             sets: :class:`reslab.data.TensorLoader`, which may reorder them); else the plain
             test view.
+        erase: With ``augmented``, random erasing with this probability (erased boxes show
+            the split's mean, as in training).
         seed: Seed of the augmentation.
 
     Returns:
@@ -53,13 +57,15 @@ def preview(
         data = load_arrays(name, root, split)
         index = torch.linspace(0, len(data) - 1, min(count, len(data))).long()
         images, labels = data.images[index], data.labels[index]
+        mean = per_pixel_mean(data.images)  # subtracted and added back: erased boxes show it
         loader = TensorLoader(
             images, labels, batch_size=len(index), device="cpu", train=augmented,
-            pad=preset.pad, flip=preset.flip, seed=seed,
+            pad=preset.pad, flip=preset.flip, erase=erase, seed=seed, mean=mean,
         )  # fmt: skip
         x, y = next(iter(loader))
-        return x, [data.classes[label] for label in y.tolist()]
-    transform = preset.train if augmented else preset.eval("center")
+        pixels = ((x + mean) * 255).round_().clamp_(0, 255)  # the uint8 values again
+        return pixels / 255, [data.classes[label] for label in y.tolist()]
+    transform = with_erasing(preset.train, erase) if augmented else preset.eval("center")
     dataset = get_dataset(name, root, split, transform=transform, seed=seed)
     index = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).long().tolist()
     samples = [dataset[i] for i in index]

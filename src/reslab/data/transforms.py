@@ -51,6 +51,11 @@ TEST_SHORT_SIDE = 256
 CROP = 224
 MULTISCALE_SIZES = (224, 256, 384, 480, 640)  # Sec. 3.4, fully-convolutional test
 PROTOCOLS = ("center", "10crop", "multiscale")
+# Random erasing (Zhong et al., "Random Erasing Data Augmentation", AAAI 2020, Sec. 3.1; not in
+# the ResNet paper): the box's area is a fraction U(ERASE_AREA) of the image, its aspect ratio
+# h/w in ERASE_RATIO (drawn log-uniformly, as timm does; Zhong et al. draw it uniformly).
+ERASE_AREA = (0.02, 0.4)
+ERASE_RATIO = (0.3, 1 / 0.3)
 
 
 class RandomShorterSide(nn.Module):
@@ -159,6 +164,24 @@ class Pipeline:
                 + choices_hint(self.evals)
             )
         return self.evals[protocol]
+
+
+def with_erasing(transform: Callable[[Tensor], Tensor], p: float) -> Callable[[Tensor], Tensor]:
+    """``transform`` followed by random erasing (:data:`ERASE_AREA`, :data:`ERASE_RATIO`) of
+    the normalised image, the box set to 0 (the mean); the image-folder form of
+    :class:`reslab.data.TensorLoader`'s ``erase``.
+
+    Args:
+        transform: A training transform ending in the mean subtraction.
+        p: Probability of erasing a box.
+
+    Returns:
+        The composed transform, or ``transform`` itself when ``p`` is 0.
+    """
+    if not p:
+        return transform
+    return v2.Compose([transform, v2.RandomErasing(p, scale=ERASE_AREA, ratio=ERASE_RATIO,
+                                                   value=0)])
 
 
 def _to_input(mean: Tensor | None) -> list[nn.Module]:

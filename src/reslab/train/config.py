@@ -81,6 +81,8 @@ class TrainConfig:
     augment: bool = _opt(True, "pad-and-crop and flip augmentation")
     pad: int = _opt(4, "pixels of zero padding before the random crop")
     flip: bool = _opt(True, "random horizontal flips")
+    erase: float = _opt(0.0, "random erasing probability: a random box of 0.02-0.4 of the "
+                        "image set to the mean (Zhong et al. 2020; not in the paper); 0: off")
     # Evaluation, logging, checkpoints.
     eval_every: int = _opt(1000, "evaluate and checkpoint every N iterations")
     log_every: int = _opt(100, "log training loss/error every N iterations")
@@ -295,6 +297,8 @@ def validate(config: TrainConfig) -> None:
         raise ReslabError(f"seed must be in [0, 2**63), got {config.seed}")
     if config.label_smoothing >= 1:
         raise ReslabError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0 <= config.erase <= 1:
+        raise ReslabError(f"erase must be a probability in [0, 1], got {config.erase}")
     if config.nesterov and config.momentum == 0:
         raise ReslabError("nesterov needs a momentum above 0 (set --momentum, e.g. 0.9)")
     if config.schedule not in SCHEDULES:

@@ -17,6 +17,7 @@ from reslab.data import (
     pipeline,
 )
 from reslab.data.image_loader import ImageLoader
+from reslab.data.transforms import with_erasing
 from reslab.train.config import TrainConfig
 
 EVAL_BATCH = 500
@@ -81,7 +82,8 @@ def _small_inputs(config: TrainConfig, device: torch.device, *, rank: int,
     def train_loader(seed: int) -> TensorLoader:
         return TensorLoader(
             train.images, train.labels, batch_size=config.batch_size, train=True, seed=seed,
-            pad=config.pad if config.augment else 0, flip=config.flip and config.augment, **common,
+            pad=config.pad if config.augment else 0, flip=config.flip and config.augment,
+            erase=config.erase if config.augment else 0.0, **common,
         )
 
     evals = {}
@@ -104,7 +106,8 @@ def _image_inputs(config: TrainConfig, device: torch.device, *, rank: int,
                   world_size: int) -> Inputs:
     info = dataset_info(config.data)
     preset = pipeline(info.pipeline, flip=config.flip)
-    train_transform = preset.train if config.augment else preset.eval("center")
+    train_transform = (with_erasing(preset.train, config.erase) if config.augment
+                       else preset.eval("center"))
     common = dict(device=device, rank=rank, world_size=world_size, workers=config.workers,
                   channels_last=config.channels_last)
 
