@@ -1,18 +1,23 @@
 """The scripts in benchmarks/ still run: each once, on the CPU, at a size that takes seconds.
 
 They are measurement tools, not tests of speed; this only checks that each one gets to its
-result line with a number in it, so that the commands quoted in docs/PERFORMANCE.md keep working.
+result line with a number in it, so that the commands quoted in docs/PERFORMANCE.md keep working;
+and the GPU session's plan (gpu_session.sh) rehearsed on the CPU.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
+
+from tests.data_fixtures import write_tiny_fashion_mnist
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?"
@@ -46,3 +51,56 @@ def test_benchmark_script_runs(script, tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(result_line, done.stdout), done.stdout[-3000:]
+
+
+def test_gpu_session_rehearsal(tmp_path):
+    """`gpu_session.sh all` on the CPU, every part shrunk: the plan for a GPU session runs its
+    three parts, each under its time limit, and brings back what its header promises."""
+    data, out = tmp_path / "fashion-mnist", tmp_path / "out"
+    data.mkdir()
+    write_tiny_fashion_mnist(data, train=64, test=20)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(out), "PYTHON": sys.executable,
+           "RESLAB_DEVICE": "cpu", "RESLAB_FMNIST_DIR": str(data),
+           "RESLAB_RUNS_DIR": str(tmp_path / "runs"),
+           "RESLAB_TRAIN_ARGS": "--iters 4 --no-amp --no-cuda-graphs --eval-every 2 "
+                                "--train-split train --val-split none --batch-size 16",
+           "RESLAB_TESTS": "tests/test_io.py", "RESLAB_BENCH_ARGS": "--quick --models resnet20"}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "all"],
+                          cwd=BENCHMARKS.parent, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (out / "summary.txt").read_text()
+    for part in ("tests", "resnet20", "bench"):
+        assert re.search(rf"^{part}: status 0, {NUMBER} s$", summary, re.MULTILINE), summary
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bench_gpu.json", "bench_gpu.txt", "resnet20.log", "resnet20_run.tgz", "summary.txt",
+        "tests.log"]
+    assert "passed" in (out / "tests.log").read_text()
+    assert "run finished at iteration 4" in (out / "resnet20.log").read_text()
+    with tarfile.open(out / "resnet20_run.tgz") as archive:
+        assert sorted(archive.getnames()) == ["config.toml", "metrics.csv", "run.json",
+                                              "wall_s.txt"]
+        wall = float(archive.extractfile("wall_s.txt").read())
+    assert f"resnet20: status 0, {wall:.1f} s" in summary
+    assert json.loads((out / "bench_gpu.json").read_text())
+
+
+def test_gpu_session_time_limit(tmp_path):
+    """A part that outlasts its limit is stopped and reported; the next part still runs."""
+    data, out = tmp_path / "fashion-mnist", tmp_path / "out"
+    data.mkdir()
+    write_tiny_fashion_mnist(data, train=64, test=20)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(out), "PYTHON": sys.executable,
+           "RESLAB_DEVICE": "cpu", "RESLAB_FMNIST_DIR": str(data),
+           "RESLAB_RUNS_DIR": str(tmp_path / "runs"), "RESLAB_LIMITS": "60 1 60",
+           "RESLAB_TRAIN_ARGS": "--no-amp --no-cuda-graphs --train-split train "
+                                "--val-split none --batch-size 16",
+           "RESLAB_TESTS": "tests/test_io.py", "RESLAB_BENCH_ARGS": "--quick --models resnet20"}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "all"],
+                          cwd=BENCHMARKS.parent, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (out / "summary.txt").read_text()
+    assert re.search(rf"^resnet20: status 124 \(time limit\), {NUMBER} s$", summary,
+                     re.MULTILINE), summary
+    assert re.search(rf"^bench: status 0, {NUMBER} s$", summary, re.MULTILINE), summary

@@ -81,6 +81,7 @@ def test_wrong_types_and_keys(key, value, message):
         ({"seed": "-1"}, r"seed must be in \[0, 2\*\*63\)"),
         ({"label_smoothing": "1.5"}, r"label_smoothing must be in \[0, 1\)"),
         ({"erase": "1.5"}, r"erase must be a probability in \[0, 1\], got 1.5"),
+        ({"erase": "0.5", "augment": "false"}, "erase is part of the training augmentation"),
         ({"momentum": "0", "nesterov": "true"}, "nesterov needs a momentum above 0"),
     ],
 )

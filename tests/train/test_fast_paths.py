@@ -1,6 +1,9 @@
-"""Each fast path of the training step gives the plain step's results, within tolerance."""
+"""Each fast path of the training step gives the plain step's results, within tolerance: on the
+CPU, and on CUDA where there is a GPU (benchmarks/gpu_session.sh runs these there)."""
 
+import contextlib
 import sys
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -55,7 +58,7 @@ def assert_same_weights(a, b, *, atol):
 def assert_same_updates(model, reference, *, rel):
     """Each tensor moved from the common start as in the reference run, within ``rel`` of the
     reference's own movement: a fast path that skipped or mangled updates is off by ~1."""
-    start = fresh_model().state_dict()
+    start = fresh_model(next(reference.parameters()).device).state_dict()
     for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
         if q.is_floating_point():
             moved = (q - start[name]).norm()
@@ -63,9 +66,40 @@ def assert_same_updates(model, reference, *, rel):
             assert (p.float() - q).norm() <= rel * moved, name
 
 
-@pytest.fixture(scope="module")
-def plain():
-    return train_steps(fresh_model(), batches(), sgd_options={"foreach": False})
+class Plain(NamedTuple):
+    """The reference run: the plain step (for-loop SGD, fp32, contiguous) on ``device``."""
+
+    model: torch.nn.Module
+    losses: list[float]
+    device: str
+
+
+@contextlib.contextmanager
+def true_fp32_cuda():
+    """CUDA convolutions and matmuls in true fp32 (no TF32), with deterministic cuDNN kernels."""
+    switches = [(torch.backends.cudnn, "allow_tf32", False),
+                (torch.backends.cuda.matmul, "allow_tf32", False),
+                (torch.backends.cudnn, "deterministic", True),
+                (torch.backends.cudnn, "benchmark", False)]
+    saved = [getattr(owner, name) for owner, name, _ in switches]
+    for owner, name, value in switches:
+        setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        for (owner, name, _), value in zip(switches, saved):
+            setattr(owner, name, value)
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=needs_cuda)])
+def plain(request):
+    """The plain step's run on each device; on CUDA in true fp32 and with deterministic kernels
+    (for the fast paths' runs too), so that they are held to the CPU's tolerances."""
+    device = request.param
+    with true_fp32_cuda() if device == "cuda" else contextlib.nullcontext():
+        model, losses = train_steps(fresh_model(device), batches(device),
+                                    sgd_options={"foreach": False})
+        yield Plain(model, losses, device)
 
 
 def test_the_plain_step_is_the_textbook_sgd_iteration():
@@ -105,31 +139,33 @@ def test_the_trainer_takes_its_recipe_from_the_config(tmp_path):
 
 @pytest.mark.parametrize("options", [{"foreach": True}, {"fused": True}])
 def test_foreach_and_fused_sgd_match_the_loop(plain, options):
-    model, losses = train_steps(fresh_model(), batches(), sgd_options=options)
-    assert_same_weights(model, plain[0], atol=1e-6)
-    assert losses == pytest.approx(plain[1], rel=1e-6)
+    model, losses = train_steps(fresh_model(plain.device), batches(plain.device),
+                                sgd_options=options)
+    assert_same_weights(model, plain.model, atol=1e-6)
+    assert losses == pytest.approx(plain.losses, rel=1e-6)
 
 
 def test_channels_last_matches(plain):
-    model, losses = train_steps(fresh_model(), batches(), channels_last=True)
-    assert_same_weights(model, plain[0], atol=1e-4)
-    assert_same_updates(model, plain[0], rel=1e-3)
-    assert losses == pytest.approx(plain[1], rel=1e-4)
+    model, losses = train_steps(fresh_model(plain.device), batches(plain.device),
+                                channels_last=True)
+    assert_same_weights(model, plain.model, atol=1e-4)
+    assert_same_updates(model, plain.model, rel=1e-3)
+    assert losses == pytest.approx(plain.losses, rel=1e-4)
 
 
 def test_bf16_autocast_is_close(plain):
-    model, losses = train_steps(fresh_model(), batches(), amp=True)
-    assert losses == pytest.approx(plain[1], rel=3e-2)  # bf16 keeps 8 bits of mantissa
-    assert_same_weights(model, plain[0], atol=2e-2)
-    assert_same_updates(model, plain[0], rel=0.5)  # measured: at most 0.2 (resnet8, 4 steps)
+    model, losses = train_steps(fresh_model(plain.device), batches(plain.device), amp=True)
+    assert losses == pytest.approx(plain.losses, rel=3e-2)  # bf16 keeps 8 bits of mantissa
+    assert_same_weights(model, plain.model, atol=2e-2)
+    assert_same_updates(model, plain.model, rel=0.5)  # measured on the CPU: at most 0.2
 
 
 @pytest.mark.slow
 def test_compile_step_matches(plain):
-    model, losses = train_steps(fresh_model(), batches(), sgd_options={"fused": True},
-                                compile_step=True)
-    assert_same_weights(model, plain[0], atol=1e-4)
-    assert losses == pytest.approx(plain[1], rel=1e-4)
+    model, losses = train_steps(fresh_model(plain.device), batches(plain.device),
+                                sgd_options={"fused": True}, compile_step=True)
+    assert_same_weights(model, plain.model, atol=1e-4)
+    assert losses == pytest.approx(plain.losses, rel=1e-4)
 
 
 @needs_cuda
@@ -275,12 +311,12 @@ def test_compiled_model_matches(plain, backend):
     """``compile=True`` (torch.compile of the model): the traced forward and backward give the
     eager results. aot_eager traces like inductor without generating code, so it runs in the
     default suite; inductor itself (a cold compile takes minutes on 2 cores) is in the slow one."""
-    model = fresh_model()
-    _, losses = train_steps(torch.compile(model, backend=backend), batches(),
+    model = fresh_model(plain.device)
+    _, losses = train_steps(torch.compile(model, backend=backend), batches(plain.device),
                             sgd_options={"foreach": False})
-    assert_same_weights(model, plain[0], atol=1e-4)
-    assert_same_updates(model, plain[0], rel=1e-3)
-    assert losses == pytest.approx(plain[1], rel=1e-4)
+    assert_same_weights(model, plain.model, atol=1e-4)
+    assert_same_updates(model, plain.model, rel=1e-3)
+    assert losses == pytest.approx(plain.losses, rel=1e-4)
 
 
 def test_engine_compiles_the_model_when_asked(tmp_path, monkeypatch):

@@ -299,6 +299,9 @@ def validate(config: TrainConfig) -> None:
         raise ReslabError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if not 0 <= config.erase <= 1:
         raise ReslabError(f"erase must be a probability in [0, 1], got {config.erase}")
+    if config.erase and not config.augment:
+        raise ReslabError("erase is part of the training augmentation, which augment=false "
+                          "turns off; drop one of them")
     if config.nesterov and config.momentum == 0:
         raise ReslabError("nesterov needs a momentum above 0 (set --momentum, e.g. 0.9)")
     if config.schedule not in SCHEDULES:
