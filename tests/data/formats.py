@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import pickle
 import struct
 import tarfile
 from pathlib import Path
@@ -63,6 +64,42 @@ def write_cifar100(folder: Path, *, test: int = 2) -> Arrays:
         written[split] = (images, fine)
     (folder / "fine_label_names.txt").write_text("\n".join(CIFAR100_CLASSES) + "\n")
     return written
+
+
+def write_pickle(path: Path, entry: dict) -> None:
+    """One file of a CIFAR python release: a dict pickled at protocol 2, as the release's."""
+    path.write_bytes(pickle.dumps(entry, protocol=2))
+
+
+def write_cifar_python(folder: Path, written: Arrays, name: str) -> None:
+    """The python release (``cifar-10-batches-py`` or ``cifar-100-python``) of the same images
+    and labels that :func:`write_cifar10` / :func:`write_cifar100` wrote in the binary one: the
+    keys, dtypes and file names of the official files (CIFAR-100's coarse labels: fine % 20)."""
+    folder.mkdir(parents=True)
+
+    def batch(images: torch.Tensor, labels: torch.Tensor, label: str) -> dict:
+        n = len(images)
+        entry = {"batch_label": label, "filenames": [f"image_{i}.png" for i in range(n)],
+                 "data": images.reshape(n, -1).numpy()}  # uint8 [N, 3072], R, G, B planes
+        if name == "cifar10":
+            return {**entry, "labels": labels.tolist()}
+        return {**entry, "fine_labels": labels.tolist(), "coarse_labels": (labels % 20).tolist()}
+
+    if name == "cifar10":
+        images, labels = written["train"]
+        per_file = len(images) // 5
+        for i in range(5):
+            part = slice(i * per_file, (i + 1) * per_file)
+            write_pickle(folder / f"data_batch_{i + 1}",
+                         batch(images[part], labels[part], f"training batch {i + 1} of 5"))
+        write_pickle(folder / "test_batch", batch(*written["test"], "testing batch 1 of 1"))
+        write_pickle(folder / "batches.meta", {"label_names": list(CIFAR10_CLASSES),
+                                               "num_cases_per_batch": 10000, "num_vis": 3072})
+        return
+    write_pickle(folder / "train", batch(*written["train"], "training batch 1 of 1"))
+    write_pickle(folder / "test", batch(*written["test"], "testing batch 1 of 1"))
+    write_pickle(folder / "meta", {"fine_label_names": list(CIFAR100_CLASSES),
+                                   "coarse_label_names": [f"group{i}" for i in range(20)]})
 
 
 def idx_bytes(array: torch.Tensor, *, magic: int | None = None) -> bytes:

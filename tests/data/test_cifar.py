@@ -1,12 +1,20 @@
-"""CIFAR-10/100 binary files: exact read-back and every kind of damage."""
+"""CIFAR-10/100 binary and python files: exact read-back and every kind of damage."""
 
+import numpy as np
 import pytest
 import torch
 
 from reslab.data import dataset_info, get_dataset, load_arrays
 from reslab.data.registry import CIFAR10_CLASSES
 from reslab.errors import ReslabError
-from tests.data.formats import cifar_bytes, random_images, write_cifar10, write_cifar100
+from tests.data.formats import (
+    cifar_bytes,
+    random_images,
+    write_cifar10,
+    write_cifar100,
+    write_cifar_python,
+    write_pickle,
+)
 
 
 @pytest.fixture
@@ -135,3 +143,128 @@ def test_holdout_split_needs_the_full_training_set(cifar10):
 def test_no_files_says_how_to_get_them(tmp_path):
     with pytest.raises(ReslabError, match=r"cifar10: no files in .*reslab data get cifar10"):
         load_arrays("cifar10", tmp_path, "train")
+
+
+# The python release (cifar-10-batches-py, cifar-100-python): pickles, read safely.
+
+PY_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+@pytest.fixture(params=["cifar10", "cifar100"])
+def python_release(request, tmp_path):
+    """The same images and labels in both releases, each in its own data dir."""
+    name = request.param
+    binary = tmp_path / "binary"
+    if name == "cifar10":
+        written = write_cifar10(binary / "cifar-10-batches-bin")
+    else:
+        written = write_cifar100(binary / "cifar-100-binary")
+    write_cifar_python(tmp_path / "python" / PY_FOLDERS[name], written, name)
+    return name, tmp_path / "binary", tmp_path / "python", written
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_python_release_reads_what_the_binary_one_holds(python_release, split):
+    name, binary, python, written = python_release
+    from_python, from_binary = (load_arrays(name, root, split) for root in (python, binary))
+    assert torch.equal(from_python.images, written[split][0])
+    assert torch.equal(from_python.labels, written[split][1])  # CIFAR-100: the fine labels
+    assert torch.equal(from_python.images, from_binary.images)
+    assert from_python.classes == from_binary.classes == list(dataset_info(name).classes)
+
+
+def test_python_release_is_found_in_its_folder_or_the_data_dir_itself(python_release):
+    name, _, python, written = python_release
+    folder = python / PY_FOLDERS[name]
+    assert torch.equal(load_arrays(name, folder, "test").images, written["test"][0])
+
+
+def test_binary_release_wins_where_both_are(python_release):
+    name, binary, python, _ = python_release
+    (binary / PY_FOLDERS[name]).symlink_to(python / PY_FOLDERS[name])
+    from reslab.data.datasets import locate
+    assert locate(dataset_info(name), binary).name in {"cifar-10-batches-bin", "cifar-100-binary"}
+
+
+class _Planted:
+    """A pickle payload that would create a file if the unpickler ran it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_python_release_never_runs_code_from_a_pickle(tmp_path):
+    written = write_cifar10(tmp_path / "bin" / "cifar-10-batches-bin")
+    folder = tmp_path / "py" / "cifar-10-batches-py"
+    write_cifar_python(folder, written, "cifar10")
+    planted = tmp_path / "planted"
+    write_pickle(folder / "test_batch", {"data": _Planted(planted), "labels": []})
+    with pytest.raises(ReslabError, match=r"test_batch: not a CIFAR python file \(Unpickling"
+                                          r"Error: it names [\w.]*open, which a CIFAR file"):
+        load_arrays("cifar10", tmp_path / "py", "test")
+    assert not planted.exists()
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda path: path.write_bytes(path.read_bytes()[:-100]), r"not a CIFAR python file"),
+    (lambda path: path.write_bytes(b"\x00" * 50), r"not a CIFAR python file"),
+    (lambda path: write_pickle(path, [1, 2]), r"holds a list, not a dict"),
+    (lambda path: write_pickle(path, {"data": np.zeros((3, 3072), np.float32), "labels": [0] * 3}),
+     r"'data' is not a uint8 array \[N, 3072\]"),
+    (lambda path: write_pickle(path, {"data": np.zeros((3, 3072), np.uint8), "labels": [0, 1]}),
+     r"2 labels for 3 images"),
+    (lambda path: write_pickle(path, {"data": np.zeros((3, 3072), np.uint8), "labels": [0, 10, 1]}),
+     r"image 1 has label 10, out of range 0..9"),
+    (lambda path: write_pickle(path, {"data": np.zeros((3, 3072), np.uint8), "labels": "abc"}),
+     r"'labels' is not a list of class numbers"),
+    (lambda path: path.unlink(), r"test_batch is missing"),
+])  # fmt: skip
+def test_python_release_damage_is_one_message(tmp_path, damage, message):
+    written = write_cifar10(tmp_path / "bin" / "cifar-10-batches-bin")
+    folder = tmp_path / "py" / "cifar-10-batches-py"
+    write_cifar_python(folder, written, "cifar10")
+    damage(folder / "test_batch")
+    with pytest.raises(ReslabError, match=message):
+        load_arrays("cifar10", tmp_path / "py", "test")
+
+
+def test_python_release_batch_cut_to_fewer_images(tmp_path):
+    written = write_cifar10(tmp_path / "bin" / "cifar-10-batches-bin")
+    folder = tmp_path / "py" / "cifar-10-batches-py"
+    write_cifar_python(folder, written, "cifar10")
+    write_pickle(folder / "data_batch_2", {"data": np.zeros((1, 3072), np.uint8), "labels": [0]})
+    with pytest.raises(ReslabError, match=r"data_batch_2: truncated: 1 records, the other files "
+                                          r"imply 3"):
+        load_arrays("cifar10", tmp_path / "py", "train")
+
+
+def test_python_release_meta_names(tmp_path):
+    written = write_cifar10(tmp_path / "bin" / "cifar-10-batches-bin")
+    folder = tmp_path / "py" / "cifar-10-batches-py"
+    write_cifar_python(folder, written, "cifar10")
+    names = [f"class {i}" for i in range(10)]
+    write_pickle(folder / "batches.meta", {"label_names": names})
+    assert load_arrays("cifar10", tmp_path / "py", "test").classes == names
+    # written by Python 3 code: bytes keys and names, numpy labels
+    write_pickle(folder / "batches.meta", {b"label_names": [name.encode() for name in names]})
+    images, labels = written["test"]
+    write_pickle(folder / "test_batch", {b"data": images.reshape(3, -1).numpy(),
+                                         b"labels": list(labels.numpy())})
+    data = load_arrays("cifar10", tmp_path / "py", "test")
+    assert data.classes == names and torch.equal(data.labels, labels)
+    write_pickle(folder / "batches.meta", {"label_names": names[:9]})
+    with pytest.raises(ReslabError, match=r"batches.meta: 9 class names, expected 10"):
+        load_arrays("cifar10", tmp_path / "py", "test")
+    write_pickle(folder / "batches.meta", {"names": names})
+    with pytest.raises(ReslabError, match=r"no list of class names under 'label_names'"):
+        load_arrays("cifar10", tmp_path / "py", "test")
+
+
+def test_binary_meta_file_that_is_not_text(cifar10):
+    root, _ = cifar10
+    (root / "cifar-10-batches-bin" / "batches.meta.txt").write_bytes(b"\xff\xfe\x00air\x80")
+    with pytest.raises(ReslabError, match=r"batches.meta.txt: not UTF-8 text"):
+        load_arrays("cifar10", root, "test")

@@ -3,6 +3,7 @@
 import dataclasses
 import gzip
 import hashlib
+import shutil
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from PIL import Image
 from reslab.cli import main
 from reslab.data import idx, load_arrays, per_pixel_mean
 from reslab.data.grid import preview
-from tests.data.formats import write_cifar10, write_idx_set
+from tests.data.formats import make_tar, write_cifar10, write_cifar_python, write_idx_set
 from tests.data.test_idx import needs_fashion
 
 
@@ -223,3 +224,55 @@ def test_list_says_what_each_data_set_holds_and_where_its_files_are(tmp_path, ca
     assert main(["data", "list", "--data-dir", str(tmp_path / "none")]) == 2
     assert _error_line(capsys) == (f"reslab: error: data dir {tmp_path / 'none'} does not "
                                    "exist (or is not a folder)\n")
+
+
+@pytest.mark.parametrize("release", ["binary", "python"])
+def test_verify_compares_the_unpacked_files_with_the_kept_archive(tmp_path, capsys, monkeypatch,
+                                                                  release):
+    """CIFAR publishes only the archive's MD5: verify checks it, then each unpacked file against
+    its member, so a changed byte in a file training reads is caught."""
+    from reslab.data import cifar, registry
+
+    build = tmp_path / "build"
+    written = write_cifar10(build / "cifar-10-batches-bin")  # 3 images a file, taken as official
+    info = registry.DATASETS["cifar10"]
+    monkeypatch.setitem(registry.DATASETS, "cifar10", dataclasses.replace(
+        info, counts={**info.counts, "train": 15, "test": 3}))
+    fmt = cifar.FORMATS["cifar10"]
+    if release == "python":
+        write_cifar_python(build / "cifar-10-batches-py", written, "cifar10")
+        fmt = cifar.PICKLE_FORMATS["cifar10"]
+    (tmp_path / "data").mkdir()
+    archive = make_tar(tmp_path / "data" / fmt.archive.filename, {
+        f"{fmt.folder}/{path.name}": path.read_bytes()
+        for path in sorted((build / fmt.folder).iterdir())})
+    patched = dataclasses.replace(fmt, archive=dataclasses.replace(
+        fmt.archive, md5=hashlib.md5(archive.read_bytes()).hexdigest()))
+    monkeypatch.setitem(cifar.FORMATS if release == "binary" else cifar.PICKLE_FORMATS,
+                        "cifar10", patched)
+    shutil.copytree(build / fmt.folder, tmp_path / "data" / fmt.folder)
+    argv = ["data", "verify", "cifar10", "--data-dir", str(tmp_path / "data")]
+    assert main(argv) == 0
+    assert f"MD5 {patched.archive.md5} official; the 7 files in {fmt.folder}/ are the archive's" \
+        in capsys.readouterr().out
+    name = "data_batch_3" + (".bin" if release == "binary" else "")
+    changed = tmp_path / "data" / fmt.folder / name
+    content = bytearray(changed.read_bytes())
+    content[-5] ^= 1  # one pixel
+    changed.write_bytes(bytes(content))
+    assert main(argv) == 2
+    assert f"{name} differs from {fmt.folder}/{name} in the official archive" in _error_line(capsys)
+
+
+def test_get_refuses_an_incomplete_copy_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "d" / "cifar-10-batches-bin"
+    write_cifar10(folder)
+    (folder / "data_batch_2.bin").unlink()
+    assert main(["data", "get", "cifar10", "--data-dir", str(tmp_path / "d")]) == 2
+    assert (f"cifar10: {folder} holds an incomplete or damaged copy ({folder}/data_batch_2.bin "
+            "is missing); move it away and run this command again") in _error_line(capsys)
+    mnist = tmp_path / "m" / "mnist"
+    write_idx_set(mnist)
+    (mnist / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert main(["data", "get", "mnist", "--data-dir", str(tmp_path / "m")]) == 2
+    assert "t10k-labels-idx1-ubyte(.gz) is missing" in _error_line(capsys)

@@ -125,6 +125,23 @@ def test_imagenet_train_and_flat_val(imagenet):
         assert (decoded.float() - images[6 + i].float()).abs().mean() < 3  # quality 95
 
 
+def test_flat_val_ignores_hidden_folders_and_a_byte_order_mark(imagenet):
+    """A notebook's .ipynb_checkpoints/ does not make val/ a class-per-folder tree, and a CSV
+    saved with a UTF-8 BOM (Excel does) reads as the same header."""
+    root, _ = imagenet
+    (root / "imagenet" / "val" / ".ipynb_checkpoints").mkdir()
+    csv = root / "imagenet" / "LOC_val_solution.csv"
+    csv.write_bytes(b"\xef\xbb\xbf" + csv.read_bytes())
+    assert get_dataset("imagenet", root, "val").targets == [2, 0, 1]
+
+
+def test_flat_val_csv_that_is_not_text(imagenet):
+    root, _ = imagenet
+    (root / "imagenet" / "LOC_val_solution.csv").write_bytes(b"\xff\xfeI\x00d\x00")
+    with pytest.raises(ReslabError, match=r"LOC_val_solution.csv: not UTF-8 text"):
+        get_dataset("imagenet", root, "val")
+
+
 def test_imagenet_val_sorted_into_wnid_folders(imagenet):
     root, images = imagenet
     val = root / "imagenet" / "val"

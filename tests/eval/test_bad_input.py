@@ -27,6 +27,7 @@ def workspace(tmp_path_factory):
     (root / "text.pth").write_text("hello, not a pickle")
     (root / "empty.pth").write_bytes(b"")
     write_checkpoint(root / "resnet20.safetensors", model="resnet20", in_channels=3, size=32)
+    write_checkpoint(root / "lenet5.safetensors", model="lenet5", size=32)
     Image.new("L", (28, 28), 128).save(root / "good.png")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (root / "file.txt").write_text("a regular file, not a folder")
@@ -87,6 +88,10 @@ CASES = {
     "10-crop of a 28x28 image": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",
                                   "--data-dir", "{d}", "--protocol", "10crop"],
                                  "single view of the original image"),
+    "multi-scale test of a net that runs at one size": (
+        ["eval", "{w}/lenet5.safetensors", "--data", "imagenet", "--protocol", "multiscale"],
+        "lenet5 runs at 32x32 only .* no fully-convolutional multi-scale test: use --protocol "
+        "center or 10crop"),
     "classes of another data set": (["eval", "{w}/model.safetensors", "--data", "fashion-mnist",
                                      "--data-dir", "{d}"],
                                     "has 3 classes but fashion-mnist has 10"),

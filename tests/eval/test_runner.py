@@ -122,6 +122,26 @@ def test_image_folder_protocols(tmp_path):
         reslab.evaluate(checkpoint, data="folder", data_dir=tmp_path, precise_bn=1)
 
 
+def test_center_view_of_a_folder_is_the_predictors_view(tmp_path):
+    """A CIFAR-style checkpoint (per-pixel mean, whole 32x32 images) evaluated on image files:
+    the same view as reslab.load predicts on (the image at its input size, not a 256/224 crop),
+    so the two agree on every file, also on images of another size."""
+    classes = ["ant", "bee", "cow"]
+    generator = torch.Generator().manual_seed(0)
+    paths = []
+    for name, side in zip(classes, (32, 32, 48)):
+        image = torch.randint(0, 256, (3, side, side), generator=generator, dtype=torch.uint8)
+        paths.append(tmp_path / "test" / name / "0.png")
+        write_image(paths[-1], image)
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors", classes=classes,
+                                  in_channels=3, size=32)
+    result = reslab.evaluate(checkpoint, data="folder", data_dir=tmp_path, split="test",
+                             batch_size=4, progress=False)
+    probabilities = reslab.load(checkpoint)([str(path) for path in paths])  # [3, 3]
+    loss = torch.nn.functional.nll_loss(probabilities.log(), torch.arange(3)).item()
+    assert result.loss == pytest.approx(loss, rel=1e-5)
+
+
 def test_ten_crop_reads_the_corners_the_centre_and_their_flips(tmp_path):
     """Random images: 10-crop through the runner equals the views cut here by hand (shorter
     side resized to 32 * 256/224 = 37, four corners and the centre, each also flipped)."""

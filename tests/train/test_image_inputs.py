@@ -52,6 +52,26 @@ def test_image_loader_positions_and_resume(tmp_path):
     assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32  # Sec. 3.4's 224 crops
 
 
+def test_a_net_of_one_input_size_trains_on_crops_of_that_size(tmp_path):
+    """AlexNet (227x227 only) gets 227 crops from the ImageNet pipeline; a fully-convolutional
+    net keeps Sec. 3.4's 224 (ResNet-8 is CIFAR-sized but pools globally)."""
+    from reslab.train.config import resolve
+    from reslab.train.inputs import build_inputs
+
+    root = _tree(tmp_path / "tree")
+    common = dict(data="folder", data_dir=str(root), train_split="train", val_split="val",
+                  test_split=None, batch_size=2, workers=0, device="cpu")
+    for model, side in (("alexnet", 227), ("resnet8", 224)):
+        inputs = build_inputs(resolve({**common, "model": model}), torch.device("cpu"))
+        assert inputs.input_size == (side, side)
+        x, _ = next(iter(inputs.train))
+        assert x.shape[-2:] == (side, side)
+        x, _ = next(iter(inputs.evals["val"]))
+        assert x.shape[-2:] == (side, side)
+    test = pipeline("imagenet", crop=227).eval("center")
+    assert test(torch.zeros(3, 300, 400, dtype=torch.uint8)).shape == (3, 227, 227)
+
+
 def test_train_on_folder_tree_and_resume(tmp_path):
     root = _tree(tmp_path / "tree")
     common = dict(model="resnet8", data="folder", data_dir=str(root), train_split="train",

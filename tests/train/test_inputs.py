@@ -1,9 +1,11 @@
 """The loaders a run builds from its configuration: random erasing reaches both data paths."""
 
+import pytest
 import torch
 from torchvision.transforms import v2
 
 from reslab.data.transforms import ERASE_AREA, ERASE_RATIO
+from reslab.errors import ReslabError
 from reslab.train.config import resolve
 from reslab.train.inputs import build_inputs
 from tests.data_fixtures import write_tiny_fashion_mnist
@@ -19,11 +21,12 @@ def _fashion(tmp_path, **overrides):
     return build_inputs(config, torch.device("cpu"))
 
 
-def test_erase_reaches_the_small_data_loader_and_augment_off_turns_it_off(tmp_path):
+def test_erase_reaches_the_small_data_loader_and_needs_augment(tmp_path):
     inputs = _fashion(tmp_path, erase="0.25")
     assert inputs.train.erase == 0.25 and inputs.evals["test"].erase == 0.0
-    assert _fashion(tmp_path / "plain", erase="0.25", augment="false").train.erase == 0.0
     assert _fashion(tmp_path / "default").train.erase == 0.0
+    with pytest.raises(ReslabError, match="erase is part of the training augmentation"):
+        _fashion(tmp_path / "plain", erase="0.25", augment="false")  # not silently dropped
 
 
 def test_erase_ends_the_image_folder_training_transform(tmp_path):

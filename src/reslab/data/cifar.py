@@ -1,24 +1,36 @@
-"""CIFAR-10 and CIFAR-100 in the official *binary* version (the pickled one is never read).
+"""CIFAR-10 and CIFAR-100 in either official version: the binary one and the "python" one.
 
-Each ``.bin`` file is a run of fixed-size records: the label byte(s), then 3072 pixel bytes, the
+**Binary** (``cifar-10-batches-bin``, ``cifar-100-binary``; what ``reslab data get`` downloads):
+each ``.bin`` file is a run of fixed-size records: the label byte(s), then 3072 pixel bytes, the
 1024 red, 1024 green and 1024 blue values of a 32x32 image in row-major order. CIFAR-10 has one
 label byte (0..9); CIFAR-100 two, coarse (0..19) then fine (0..99), and reslab uses the fine one.
 
 Damage shows in the sizes: every file must be a whole number of records, and the files must hold
 records in the official proportions (CIFAR-10: the same count in all six files; CIFAR-100:
 ``train.bin`` five times ``test.bin``), so a file cut short anywhere is caught before training.
+
+**Python** (``cifar-10-batches-py``, ``cifar-100-python``; the copy torchvision downloads, so the
+one many users already have): each file is a pickled dict whose ``data`` is a uint8 array
+[N, 3072] of the same pixel layout, with ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100)
+and the class names in ``batches.meta`` / ``meta``. Pickles can run code when loaded, so these
+are read by an unpickler that builds nothing but plain containers and numpy arrays (any other
+global in the file is refused).
+
+Where both versions are in a data dir, the binary one is read.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reslab.data.arrays import ArrayData
 from reslab.data.download import Resource, fetch, safe_extract
-from reslab.data.registry import DatasetInfo, dataset_dirs
+from reslab.data.registry import DatasetInfo
 from reslab.errors import ReslabError
 
 MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
@@ -36,6 +48,7 @@ class CifarFormat:
         records: The official number of records in each file.
         meta: The file with one class name per line.
         archive: The official archive, which unpacks to a folder of the files above.
+        folder: That folder's name.
     """
 
     label_limits: tuple[int, ...]
@@ -43,6 +56,7 @@ class CifarFormat:
     records: dict[str, int]
     meta: str
     archive: Resource
+    folder: str
 
     @property
     def record_bytes(self) -> int:
@@ -57,6 +71,7 @@ FORMATS = {
         records=dict.fromkeys((*_CIFAR10_TRAIN, "test_batch.bin"), 10_000),
         meta="batches.meta.txt",
         archive=Resource("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", MIRRORS),
+        folder="cifar-10-batches-bin",
     ),
     "cifar100": CifarFormat(
         label_limits=(20, 100),
@@ -64,26 +79,113 @@ FORMATS = {
         records={"train.bin": 50_000, "test.bin": 10_000},
         meta="fine_label_names.txt",
         archive=Resource("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8", MIRRORS),
+        folder="cifar-100-binary",
     ),
 }
 
 
+@dataclass(frozen=True)
+class PickleFormat:
+    """The layout of one CIFAR python release.
+
+    Attributes:
+        label_key: The key of the labels used (CIFAR-100: the fine ones).
+        names_key: The meta file's key of the class names.
+        num_classes: Number of classes.
+        splits: The files of each split, in order.
+        records: The official number of records in each file.
+        meta: The pickled meta file.
+        archive: The official archive, which unpacks to a folder of the files above.
+        folder: That folder's name.
+    """
+
+    label_key: str
+    names_key: str
+    num_classes: int
+    splits: dict[str, tuple[str, ...]]
+    records: dict[str, int]
+    meta: str
+    archive: Resource
+    folder: str
+
+
+_CIFAR10_PY_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+PICKLE_FORMATS = {
+    "cifar10": PickleFormat(
+        label_key="labels", names_key="label_names", num_classes=10,
+        splits={"train": _CIFAR10_PY_TRAIN, "test": ("test_batch",)},
+        records=dict.fromkeys((*_CIFAR10_PY_TRAIN, "test_batch"), 10_000),
+        meta="batches.meta",
+        archive=Resource("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", MIRRORS),
+        folder="cifar-10-batches-py",
+    ),
+    "cifar100": PickleFormat(
+        label_key="fine_labels", names_key="fine_label_names", num_classes=100,
+        splits={"train": ("train",), "test": ("test",)},
+        records={"train": 50_000, "test": 10_000},
+        meta="meta",
+        archive=Resource("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", MIRRORS),
+        folder="cifar-100-python",
+    ),
+}  # fmt: skip
+
+
+def release_files(fmt: CifarFormat | PickleFormat) -> tuple[str, ...]:
+    """Every file of a release: its record files, then its meta file."""
+    return (*fmt.records, fmt.meta)
+
+
+def release_in(info: DatasetInfo, folder: Path) -> CifarFormat | PickleFormat | None:
+    """Which release of ``info`` has files in ``folder`` (the binary one first), or None.
+
+    Args:
+        info: ``cifar10`` or ``cifar100``.
+        folder: A folder.
+
+    Returns:
+        The release's format, or None when ``folder`` holds no file of either.
+    """
+    for fmt in (FORMATS[info.name], PICKLE_FORMATS[info.name]):
+        if any((folder / name).is_file() for name in release_files(fmt)):
+            return fmt
+    return None
+
+
 def find(info: DatasetInfo, root: Path) -> Path | None:
-    """The folder holding ``info``'s ``.bin`` files under ``root``, or None.
+    """The folder holding ``info``'s files under ``root``, or None.
 
     Args:
         info: ``cifar10`` or ``cifar100``.
         root: The data dir.
 
     Returns:
-        The first of :func:`reslab.data.registry.dataset_dirs` holding a record or meta file,
-        or None.
+        The first folder holding a record or meta file of a release: the binary release's
+        folder, the python release's, then ``root`` itself; or None.
     """
-    fmt = FORMATS[info.name]
-    for folder in dataset_dirs(info, root):
-        if any((folder / name).is_file() for name in (*fmt.records, fmt.meta)):
+    for folder in (root / FORMATS[info.name].folder, root / PICKLE_FORMATS[info.name].folder,
+                   root):
+        if release_in(info, folder) is not None:
             return folder
     return None
+
+
+def check_complete(info: DatasetInfo, folder: Path) -> None:
+    """Check that ``folder`` holds every file of its release, each of a plausible size.
+
+    Args:
+        info: ``cifar10`` or ``cifar100``.
+        folder: The release's folder (:func:`find`).
+
+    Raises:
+        ReslabError: A file is missing or (binary release) damaged in size.
+    """
+    fmt = release_in(info, folder)
+    if isinstance(fmt, CifarFormat):
+        record_counts(folder, fmt)
+        return
+    for name in release_files(fmt):
+        if not (folder / name).is_file():
+            raise ReslabError(f"{folder / name} is missing")
 
 
 def _whole_records(path: Path, size: int, fmt: CifarFormat) -> int:
@@ -116,7 +218,14 @@ def record_counts(folder: Path, fmt: CifarFormat) -> dict[str, int]:
         if not path.is_file():
             raise ReslabError(f"{path} is missing")
         counts[name] = _whole_records(path, path.stat().st_size, fmt)
-    # Each file's share of the official total must be the same (the official proportions).
+    _check_proportions(folder, fmt, counts)
+    return counts
+
+
+def _check_proportions(folder: Path, fmt: CifarFormat | PickleFormat,
+                       counts: dict[str, int]) -> None:
+    """Each file's share of the records must be its official share: one file with fewer
+    records than the others imply was cut short."""
     scale = max(counts[name] / fmt.records[name] for name in counts)
     for name, count in counts.items():
         implied = round(scale * fmt.records[name])
@@ -124,7 +233,6 @@ def record_counts(folder: Path, fmt: CifarFormat) -> dict[str, int]:
             raise ReslabError(
                 f"{folder / name}: truncated: {count} records, the other files imply {implied}"
             )
-    return counts
 
 
 def read_records(path: Path, fmt: CifarFormat) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,16 +275,97 @@ def read_classes(folder: Path, info: DatasetInfo) -> list[str]:
         The class names, by label.
 
     Raises:
-        ReslabError: The meta file does not hold ``info.num_classes`` non-empty lines.
+        ReslabError: The meta file is not readable, or does not hold ``info.num_classes``
+            non-empty names.
     """
-    path = folder / FORMATS[info.name].meta
+    fmt = release_in(info, folder) or FORMATS[info.name]
+    path = folder / fmt.meta
     if not path.is_file():
         return list(info.classes)
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [name for name in names if name]
+    if isinstance(fmt, PickleFormat):
+        names = _read_pickle(path).get(fmt.names_key)
+        if not isinstance(names, list) or not all(isinstance(name, str | bytes) for name in names):
+            raise ReslabError(f"{path}: no list of class names under {fmt.names_key!r}")
+        names = [_text(name) for name in names]
+    else:
+        try:
+            names = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise ReslabError(f"{path}: not UTF-8 text (one class name a line)") from None
+    names = [name.strip() for name in names if name.strip()]
     if len(names) != info.num_classes:
         raise ReslabError(f"{path}: {len(names)} class names, expected {info.num_classes}")
     return names
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds plain containers and numpy arrays only: the globals a CIFAR pickle names."""
+
+    ALLOWED = frozenset({
+        (f"numpy.{core}.multiarray", name) for core in ("core", "_core")
+        for name in ("_reconstruct", "scalar")  # an array; a numpy number (a re-saved label)
+    } | {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2
+    })  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR file does not")
+        return super().find_class(module, name)
+
+
+def _read_pickle(path: Path) -> dict:
+    """A CIFAR python file as a dict with ``str`` keys (read as Python 2 wrote them: latin-1)."""
+    try:
+        with open(path, "rb") as handle:
+            entry = _ArrayUnpickler(handle, encoding="latin1").load()
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle fails in many ways; one message
+        raise ReslabError(f"{path}: not a CIFAR python file ({type(exc).__name__}: "
+                          f"{exc})") from None
+    if not isinstance(entry, dict):
+        raise ReslabError(f"{path}: not a CIFAR python file (holds a {type(entry).__name__}, "
+                          "not a dict)")
+    return {_text(key): value for key, value in entry.items()}
+
+
+def _text(value: str | bytes) -> str:
+    """A key or name as text: the official files give ``str`` (read as latin-1); files written
+    by Python 3 code may hold ``bytes``."""
+    return value.decode("latin1") if isinstance(value, bytes) else value
+
+
+def read_batch(path: Path, fmt: PickleFormat) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one file of the python release.
+
+    Args:
+        path: The file.
+        fmt: Its release's layout.
+
+    Returns:
+        ``(images, labels)``: uint8 [N, 3, 32, 32] and int64 [N].
+
+    Raises:
+        ReslabError: The file is not a CIFAR python batch, or a label is out of range.
+    """
+    entry = _read_pickle(path)
+    data, labels = entry.get("data"), entry.get(fmt.label_key)
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == PIXEL_BYTES):
+        raise ReslabError(f"{path}: 'data' is not a uint8 array [N, {PIXEL_BYTES}]")
+    try:
+        labels = torch.tensor(labels, dtype=torch.int64)  # [N]
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise ReslabError(f"{path}: {fmt.label_key!r} is not a list of class numbers") from None
+    if labels.shape != (len(data),):
+        raise ReslabError(f"{path}: {labels.numel()} labels for {len(data)} images")
+    bad = ((labels < 0) | (labels >= fmt.num_classes)).nonzero()
+    if len(bad):
+        index = int(bad[0])
+        raise ReslabError(f"{path}: image {index} has label {int(labels[index])}, out of range "
+                          f"0..{fmt.num_classes - 1}")
+    images = torch.from_numpy(np.ascontiguousarray(data)).reshape(-1, *IMAGE_SHAPE).clone()
+    return images, labels
 
 
 def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
@@ -184,15 +373,23 @@ def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
 
     Args:
         info: ``cifar10`` or ``cifar100``.
-        folder: The release's folder (``cifar-10-batches-bin`` or ``cifar-100-binary``).
+        folder: The release's folder (binary or python, :func:`find`).
         split: ``"train"`` or ``"test"``.
 
     Returns:
         The split.
+
+    Raises:
+        ReslabError: A file of the release is missing or damaged.
     """
-    fmt = FORMATS[info.name]
-    record_counts(folder, fmt)
-    parts = [read_records(folder / name, fmt) for name in fmt.splits[split]]
+    fmt = release_in(info, folder) or FORMATS[info.name]
+    check_complete(info, folder)
+    if isinstance(fmt, CifarFormat):
+        parts = [read_records(folder / name, fmt) for name in fmt.splits[split]]
+    else:
+        parts = [read_batch(folder / name, fmt) for name in fmt.splits[split]]
+        _check_proportions(folder, fmt, {name: len(labels) for name, (_, labels)
+                                         in zip(fmt.splits[split], parts)})
     images = torch.cat([images for images, _ in parts])
     labels = torch.cat([labels for _, labels in parts])
     return ArrayData(images, labels, read_classes(folder, info), info.name, split)
@@ -214,7 +411,7 @@ def download(info: DatasetInfo, root: Path, *, mirrors: tuple[str, ...] | None =
     """
     archive = fetch(FORMATS[info.name].archive, root, mirrors=mirrors)
     safe_extract(archive, root)
-    folder = root / info.folder
-    if find(info, root) != folder:
-        raise ReslabError(f"{archive} did not contain {info.folder}/")
+    folder = root / FORMATS[info.name].folder
+    if release_in(info, folder) is None:
+        raise ReslabError(f"{archive} did not contain {folder.name}/")
     return folder

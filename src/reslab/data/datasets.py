@@ -113,6 +113,11 @@ def _fetch(info: DatasetInfo, root: str | os.PathLike | None, *,
     base = data_root(root, create=True)
     found = locate(info, root)
     if found is not None:
+        try:
+            ARRAY_FORMATS[info.name].check_complete(info, found)
+        except ReslabError as exc:
+            raise ReslabError(f"{info.name}: {found} holds an incomplete or damaged copy ({exc}); "
+                              "move it away and run this command again") from None
         return found
     system = idx.system_copy(info)
     if system is not None and not mirrors:

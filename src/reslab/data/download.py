@@ -20,6 +20,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from reslab.data.base import progress
 from reslab.errors import ReslabError
@@ -77,10 +78,22 @@ def md5_file(path: str | os.PathLike) -> str:
     Returns:
         The lowercase hex digest.
     """
-    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
+        return md5_stream(handle)
+
+
+def md5_stream(handle: BinaryIO) -> str:
+    """The MD5 (hex) of the bytes left in an open binary file, read in chunks.
+
+    Args:
+        handle: The file object.
+
+    Returns:
+        The lowercase hex digest.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -154,6 +154,22 @@ def find(info: DatasetInfo, root: Path) -> Path | None:
     return None
 
 
+def check_complete(info: DatasetInfo, folder: Path) -> None:
+    """Check that ``folder`` holds all four IDX files (raw or ``.gz``).
+
+    Args:
+        info: ``mnist`` or ``fashion-mnist``.
+        folder: The folder :func:`find` returned.
+
+    Raises:
+        ReslabError: A file is missing.
+    """
+    del info  # the same four file names for both data sets
+    for name in FILE_NAMES:
+        if idx_path(folder, name) is None:
+            raise ReslabError(f"{folder / name}(.gz) is missing")
+
+
 def system_copy(info: DatasetInfo) -> Path | None:
     """A system-wide copy of the data set (Debian's Fashion-MNIST), if one is installed.
 

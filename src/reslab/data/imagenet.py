@@ -66,7 +66,10 @@ def read_val_solution(path: Path) -> dict[str, str]:
     Raises:
         ReslabError: A wrong header or a row without a wnid (named by line number).
     """
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is no header
+    except UnicodeDecodeError:
+        raise ReslabError(f"{path}: not UTF-8 text (a CSV file)") from None
     if not lines or lines[0].strip() != _CSV_HEADER:
         raise ReslabError(f"{path}: first line must be {_CSV_HEADER!r}")
     labels = {}
@@ -128,7 +131,8 @@ def scan(info: DatasetInfo, root: Path, split: str) -> ImageList:
     folder = base / split
     if not folder.is_dir():
         raise ReslabError(f"{folder} does not exist")
-    if split == "val" and not any(p.is_dir() for p in folder.iterdir()):
+    if split == "val" and not any(p.is_dir() and not p.name.startswith(".")
+                                  for p in folder.iterdir()):  # hidden: .ipynb_checkpoints, ...
         return _scan_flat_val(base, classes)
     _check_wnids(folder, [p.name for p in class_folders(folder)])
     return scan_tree(folder, classes=classes)

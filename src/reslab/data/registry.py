@@ -1,8 +1,9 @@
 """The data sets reslab reads, what each one holds, and where it lives on disk.
 
 The data dir (``--data-dir``, or the ``root`` argument of the Python API) holds one folder per
-data set, named as the official archives name them: ``cifar-10-batches-bin/``,
-``cifar-100-binary/``, ``fashion-mnist/``, ``mnist/``, ``imagenet/``. ``root`` may also point at
+data set, named as the official archives name them: ``cifar-10-batches-bin/`` (or the python
+version's ``cifar-10-batches-py/``), ``cifar-100-binary/`` (or ``cifar-100-python/``),
+``fashion-mnist/``, ``mnist/``, ``imagenet/``. ``root`` may also point at
 that folder itself. When ``root`` is None the data dir is ``$RESLAB_DATA_DIR``, else ``./data``.
 """
 
@@ -96,12 +97,12 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10": _small(
         "cifar10", CIFAR10_CLASSES, channels=3, size=32, holdout="train45k", train=50_000,
         folder="cifar-10-batches-bin", pipeline="cifar",
-        description="CIFAR-10, official binary version (Sec. 4.2)",
+        description="CIFAR-10, official binary or python version (Sec. 4.2)",
     ),
     "cifar100": _small(
         "cifar100", CIFAR100_CLASSES, channels=3, size=32, holdout="train45k", train=50_000,
         folder="cifar-100-binary", pipeline="cifar",
-        description="CIFAR-100 (fine labels), official binary version",
+        description="CIFAR-100 (fine labels), official binary or python version",
     ),
     "fashion-mnist": _small(
         "fashion-mnist", FASHION_MNIST_CLASSES, channels=1, size=28, holdout="train55k",

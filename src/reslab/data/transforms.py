@@ -203,11 +203,12 @@ def _small(name: str, size: int, *, mean: Tensor | None, pad: int, flip: bool) -
     )
 
 
-def _imagenet(mean: Tensor | None, flip: bool) -> Pipeline:
+def _imagenet(mean: Tensor | None, flip: bool, crop: int) -> Pipeline:
     mean = torch.tensor(IMAGENET_MEAN) if mean is None else mean
+    test_side = round(crop * TEST_SHORT_SIDE / CROP)  # 256 for 224, the same ratio otherwise
     train = [
         RandomShorterSide(*TRAIN_SHORT_SIDE),
-        v2.RandomCrop(CROP),
+        v2.RandomCrop(crop),
         *([v2.RandomHorizontalFlip()] if flip else []),
         v2.ToDtype(torch.float32, scale=True),
         Lighting(),
@@ -218,15 +219,15 @@ def _imagenet(mean: Tensor | None, flip: bool) -> Pipeline:
         train=v2.Compose(train),
         evals={
             "center": v2.Compose(
-                [v2.Resize(TEST_SHORT_SIDE), v2.CenterCrop(CROP), *_to_input(mean)]
+                [v2.Resize(test_side), v2.CenterCrop(crop), *_to_input(mean)]
             ),
-            "10crop": v2.Compose([v2.Resize(TEST_SHORT_SIDE), *_to_input(mean)]),
+            "10crop": v2.Compose([v2.Resize(test_side), *_to_input(mean)]),
             "multiscale": v2.Compose(_to_input(mean)),
         },
         mean=mean,
         pad=0,
         flip=flip,
-        size=(CROP, CROP),
+        size=(crop, crop),
     )
 
 
@@ -235,8 +236,9 @@ PIPELINES = (*_SMALL, "imagenet")
 
 
 def pipeline(
-    name: str, *, mean: Tensor | None = None, pad: int | None = None, flip: bool | None = None
-) -> Pipeline:
+    name: str, *, mean: Tensor | None = None, pad: int | None = None, flip: bool | None = None,
+    crop: int | None = None,
+) -> Pipeline:  # fmt: skip
     """Build a preset (see the module docstring).
 
     Args:
@@ -246,17 +248,23 @@ def pipeline(
             ``imagenet`` a per-channel mean [3], None for :data:`IMAGENET_MEAN`.
         pad: Padding before the random crop (small-image presets; default 4).
         flip: Random horizontal flips (default: on, off for ``mnist``).
+        crop: ``imagenet``: the side of the training and centre crops (default 224; AlexNet's
+            227, say), the test resize keeping the ratio 256/224.
 
     Returns:
         The pipeline.
 
     Raises:
-        ReslabError: Unknown name, or ``pad`` given for ``imagenet``.
+        ReslabError: Unknown name, ``pad`` given for ``imagenet``, or ``crop`` for a
+            small-image pipeline.
     """
     if name == "imagenet":
         if pad is not None:
             raise ReslabError("pad applies to the small-image pipelines, not 'imagenet'")
-        return _imagenet(mean, True if flip is None else flip)
+        return _imagenet(mean, True if flip is None else flip, CROP if crop is None else crop)
+    if crop is not None:
+        raise ReslabError(f"crop applies to the 'imagenet' pipeline, not {name!r} (its crop is "
+                          "the image size)")
     if name not in _SMALL:
         raise ReslabError(f"unknown pipeline {name!r}; {choices_hint(PIPELINES)}")
     size, default_flip = _SMALL[name]

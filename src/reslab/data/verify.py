@@ -4,14 +4,16 @@ Small data sets are decoded completely (which checks sizes, magic numbers, dims 
 ranges) and their counts compared with the official ones. Their content is compared with the
 official release by MD5: each (Fashion-)MNIST file's decoded content (so a raw or recompressed
 copy, such as Debian's, is checked as fully as the official ``.gz``); for CIFAR, whose release
-publishes only the archive's MD5, the archive if it is still in the data dir, else only the
-records' structure and counts, as the report says. Image trees are scanned and every image
+publishes only the archive's MD5, the archive if it is still in the data dir (and then each
+unpacked file against its member in the archive), else only the records' structure and counts,
+as the report says. Image trees are scanned and every image
 decoded.
 """
 
 from __future__ import annotations
 
 import os
+import tarfile
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from pathlib import Path
 from reslab.data import cifar, idx, imagenet
 from reslab.data.base import progress
 from reslab.data.datasets import ARRAY_FORMATS, OFFICIAL_SPLITS, find_files, get_dataset
-from reslab.data.download import md5_file
+from reslab.data.download import md5_file, md5_stream
 from reslab.data.folder import decode_file
 from reslab.data.registry import DatasetInfo, data_root, dataset_info
 from reslab.errors import ReslabError
@@ -55,9 +57,34 @@ def _check_count(info: DatasetInfo, where: Path, split: str, count: int) -> None
         )
 
 
+def _compare_with_archive(archive: Path, folder: Path, names: Sequence[str]) -> None:
+    """Check that each file ``names`` in ``folder`` has the bytes of its member in ``archive``
+    (the release's top folder inside it), so that the MD5 of the archive vouches for them."""
+    wanted = {f"{folder.name}/{name}": name for name in names}
+    seen = set()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = wanted.get(member.name.removeprefix("./"))
+                if name is None or not member.isfile():
+                    continue
+                seen.add(name)
+                path = folder / name
+                with tar.extractfile(member) as packed:
+                    if not path.is_file() or md5_stream(packed) != md5_file(path):
+                        raise ReslabError(f"{path} differs from {member.name} in the official "
+                                          f"archive {archive}")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ReslabError(f"{archive}: cannot be read ({exc})") from None
+    if missing := sorted(set(names) - seen):
+        raise ReslabError(f"{archive} has no {folder.name}/{missing[0]}: it is not the release "
+                          f"of {folder}")
+
+
 def _checksums(info: DatasetInfo, folder: Path, root: Path) -> list[str]:
     if info.name in cifar.FORMATS:
-        resource = cifar.FORMATS[info.name].archive
+        release = cifar.release_in(info, folder)
+        resource = release.archive
         path = next((p for p in (root / resource.filename, folder.parent / resource.filename)
                      if p.is_file()), None)  # fmt: skip
         if path is None:
@@ -67,7 +94,10 @@ def _checksums(info: DatasetInfo, folder: Path, root: Path) -> list[str]:
         got = md5_file(path)
         if got != resource.md5:
             raise ReslabError(f"{path}: MD5 {got} is not the official {resource.md5}")
-        return [f"{path.name}: MD5 {got} official"]
+        names = cifar.release_files(release)
+        _compare_with_archive(path, folder, names)
+        return [f"{path.name}: MD5 {got} official; the {len(names)} files in {folder.name}/ "
+                "are the archive's"]
     lines = []
     for (path, content), resource in zip(idx.check_content(info, folder),
                                          idx.RESOURCES[info.name], strict=True):

@@ -5,7 +5,9 @@
   fast path (:class:`reslab.data.TensorLoader`). ``10crop`` and ``multiscale`` are refused:
   they are ImageNet protocols, and a 32x32 image has no crops worth taking.
 - Image folders (ImageNet, ``folder``), Sec. 3.4: ``center`` resizes the shorter side to 256/224
-  of the input size (256 for 224) and takes the centre crop; ``10crop`` averages the softmax of
+  of the input size (256 for 224) and takes the centre crop (a net trained on whole small
+  images, whose checkpoint holds a per-pixel mean: the shorter side to the input size, the
+  view :func:`reslab.load` predicts on); ``10crop`` averages the softmax of
   the 4 corner and centre crops and their flips of that image; ``multiscale`` averages the
   fully-convolutional scores of the whole image with its shorter side at 224, 256, 384, 480 and
   640 (scaled likewise for other input sizes). Whole-image views subtract the per-channel mean
@@ -41,6 +43,7 @@ from reslab.eval.metrics import EvalResult
 from reslab.eval.metrics import evaluate as evaluate_batches
 from reslab.eval.predictor import TEST_RESIZE_RATIO, Predictor, load
 from reslab.eval.protocols import predict_multiscale, predict_ten_crop
+from reslab.models import model_info
 from reslab.models.fuse import fold_batchnorm
 from reslab.train.checkpoint import checkpoint_file
 from reslab.train.inputs import endless
@@ -181,6 +184,11 @@ def run_evaluation(
         if data is None:
             raise _unrecorded_data(predictor.source or "the checkpoint")
         check_data_and_protocol(dataset_info(data), protocol=protocol, precise_bn=precise_bn)
+    if protocol == "multiscale" and model_info(predictor.model_name).fixed_input_size:
+        raise ReslabError(f"{predictor.model_name} runs at {predictor.input_size[0]}x"
+                          f"{predictor.input_size[1]} only (its fc layers take a feature map of "
+                          "one size), so it has no fully-convolutional multi-scale test: use "
+                          "--protocol center or 10crop")
     info = dataset_info(data)
     split = split or ("test" if "test" in info.splits else "val")
     if info.small:
@@ -300,7 +308,9 @@ def folder_split(
         ``(classes, loader, prepare)``: ``prepare(images, labels)`` moves a batch to the
         device; uncropped views of different sizes stay lists of [C, H, W] tensors.
     """
-    resize = round(max(predictor.input_size) * TEST_RESIZE_RATIO)
+    resize = round(max(predictor.input_size) * TEST_RESIZE_RATIO)  # 256 for 224 crops
+    if protocol == "center":  # the predictor's own view: a CIFAR-style net (per-pixel mean)
+        resize = predictor.preprocessing.resize  # sees the whole image at its input size
     view = predictor.preprocessing.with_view(
         resize=None if protocol == "multiscale" else resize, crop=protocol == "center")
     dataset = get_dataset(info.name, data_dir, split,

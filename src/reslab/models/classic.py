@@ -365,11 +365,11 @@ def googlenet(*, num_classes: int = 1000, in_channels: int = 3) -> GoogLeNet:
 
 
 register_model("lenet5", lenet5, family="classic", input_size=(32, 32), in_channels=1,
-               source="CNN course notes: LeNet-5")
+               fixed_input_size=True, source="CNN course notes: LeNet-5")
 register_model("alexnet", alexnet, family="classic", input_size=(227, 227),
-               source="CNN course notes: AlexNet")
+               fixed_input_size=True, source="CNN course notes: AlexNet")
 register_model("zfnet", zfnet, family="classic", input_size=(224, 224),
-               source="CNN course notes: ZFNet")
+               fixed_input_size=True, source="CNN course notes: ZFNet")
 register_model("vgg16", vgg, family="classic", input_size=(224, 224),
                source="CNN course notes: VGGNet (torchvision vgg16)", config="D")
 register_model("vgg19", vgg, family="classic", input_size=(224, 224),

@@ -49,6 +49,9 @@ class ModelInfo:
         in_channels: Default input channels.
         source: Where the net is specified (paper table or section, or course notes).
         options: Keyword options the name fixes (e.g. ``depth=20``).
+        fixed_input_size: The classifier flattens a feature map of one size (LeNet, AlexNet,
+            ZFNet), so the net runs at ``input_size`` only; the others pool globally (or
+            adaptively) and run at any size (Sec. 3.4's fully-convolutional test).
     """
 
     name: str
@@ -58,6 +61,7 @@ class ModelInfo:
     in_channels: int
     source: str
     options: dict[str, Any] = field(default_factory=dict)
+    fixed_input_size: bool = False
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -71,6 +75,7 @@ def register_model(
     input_size: tuple[int, int],
     source: str,
     in_channels: int = 3,
+    fixed_input_size: bool = False,
     **options: Any,
 ) -> None:
     """Register a model name.
@@ -82,11 +87,13 @@ def register_model(
         input_size: Default input (H, W).
         source: The paper table/section or course-notes entry the net comes from.
         in_channels: Default number of input channels.
+        fixed_input_size: The net runs at ``input_size`` only (see :class:`ModelInfo`).
         **options: Keyword options fixed by this name, passed to ``constructor``.
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = ModelInfo(name, family, constructor, input_size, in_channels, source, options)
+    _REGISTRY[name] = ModelInfo(name, family, constructor, input_size, in_channels, source, options,
+                                fixed_input_size)
 
 
 def _registry() -> dict[str, ModelInfo]:

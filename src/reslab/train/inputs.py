@@ -18,6 +18,7 @@ from reslab.data import (
 )
 from reslab.data.image_loader import ImageLoader
 from reslab.data.transforms import with_erasing
+from reslab.models import model_info
 from reslab.train.config import TrainConfig
 
 EVAL_BATCH = 500
@@ -56,7 +57,8 @@ def build_inputs(
     (:class:`reslab.data.TensorLoader`); the per-pixel mean of the training split (Sec. 4.2) is
     computed once here and reused for every split and saved with the model. Image-folder data
     sets (ImageNet, ``folder``) decode JPEGs in ``config.workers`` processes with the Sec. 3.4
-    pipeline (:class:`reslab.data.ImageLoader`) and are evaluated on the center 224 crop.
+    pipeline (:class:`reslab.data.ImageLoader`) and are evaluated on the center crop (224, or
+    the input size of a net that runs at one size only, such as AlexNet's 227).
 
     Args:
         config: The run's configuration.
@@ -105,7 +107,9 @@ def _small_inputs(config: TrainConfig, device: torch.device, *, rank: int,
 def _image_inputs(config: TrainConfig, device: torch.device, *, rank: int,
                   world_size: int) -> Inputs:
     info = dataset_info(config.data)
-    preset = pipeline(info.pipeline, flip=config.flip)
+    net = model_info(config.model)  # a net that runs at one size only gets crops of it
+    crop = max(net.input_size) if net.fixed_input_size and info.pipeline == "imagenet" else None
+    preset = pipeline(info.pipeline, flip=config.flip, crop=crop)  # AlexNet: 227
     train_transform = (with_erasing(preset.train, config.erase) if config.augment
                        else preset.eval("center"))
     common = dict(device=device, rank=rank, world_size=world_size, workers=config.workers,
