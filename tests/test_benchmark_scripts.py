@@ -53,9 +53,9 @@ def test_benchmark_script_runs(script, tmp_path):
     assert re.search(result_line, done.stdout), done.stdout[-3000:]
 
 
-def test_gpu_session_rehearsal(tmp_path):
-    """`gpu_session.sh all` on the CPU, every part shrunk: the plan for a GPU session runs its
-    three parts, each under its time limit, and brings back what its header promises."""
+def rehearse_gpu_session(tmp_path, **env):
+    """Run ``gpu_session.sh all`` on the CPU on tiny Fashion-MNIST files, each part shrunk
+    (``env`` overrides); return the output folder."""
     data, out = tmp_path / "fashion-mnist", tmp_path / "out"
     data.mkdir()
     write_tiny_fashion_mnist(data, train=64, test=20)
@@ -64,11 +64,19 @@ def test_gpu_session_rehearsal(tmp_path):
            "RESLAB_RUNS_DIR": str(tmp_path / "runs"),
            "RESLAB_TRAIN_ARGS": "--iters 4 --no-amp --no-cuda-graphs --eval-every 2 "
                                 "--train-split train --val-split none --batch-size 16",
-           "RESLAB_TESTS": "tests/test_io.py", "RESLAB_BENCH_ARGS": "--quick --models resnet20"}
+           "RESLAB_TESTS": "tests/test_io.py", "RESLAB_BENCH_ARGS": "--quick --models resnet20",
+           **env}
     done = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "all"],
                           cwd=BENCHMARKS.parent, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_gpu_session_rehearsal(tmp_path):
+    """`gpu_session.sh all`: the plan for a GPU session runs its three parts, each under its
+    time limit, and brings back what its header promises."""
+    out = rehearse_gpu_session(tmp_path)
     summary = (out / "summary.txt").read_text()
     for part in ("tests", "resnet20", "bench"):
         assert re.search(rf"^{part}: status 0, {NUMBER} s$", summary, re.MULTILINE), summary
@@ -87,19 +95,9 @@ def test_gpu_session_rehearsal(tmp_path):
 
 def test_gpu_session_time_limit(tmp_path):
     """A part that outlasts its limit is stopped and reported; the next part still runs."""
-    data, out = tmp_path / "fashion-mnist", tmp_path / "out"
-    data.mkdir()
-    write_tiny_fashion_mnist(data, train=64, test=20)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(out), "PYTHON": sys.executable,
-           "RESLAB_DEVICE": "cpu", "RESLAB_FMNIST_DIR": str(data),
-           "RESLAB_RUNS_DIR": str(tmp_path / "runs"), "RESLAB_LIMITS": "60 1 60",
-           "RESLAB_TRAIN_ARGS": "--no-amp --no-cuda-graphs --train-split train "
-                                "--val-split none --batch-size 16",
-           "RESLAB_TESTS": "tests/test_io.py", "RESLAB_BENCH_ARGS": "--quick --models resnet20"}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "all"],
-                          cwd=BENCHMARKS.parent, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = rehearse_gpu_session(tmp_path, RESLAB_LIMITS="60 1 60",
+                               RESLAB_TRAIN_ARGS="--no-amp --no-cuda-graphs --train-split train "
+                                                 "--val-split none --batch-size 16")
     summary = (out / "summary.txt").read_text()
     assert re.search(rf"^resnet20: status 124 \(time limit\), {NUMBER} s$", summary,
                      re.MULTILINE), summary
