@@ -10,14 +10,18 @@
 #     run(command="benchmarks/gpu_session.sh all", carry=["data/fashion-mnist"], timeout_s=600)
 #
 # `all` runs these parts one after the other, each under its own time limit (seconds), so that a
-# part that is slower than planned cannot eat the next one's time (about 9 minutes in all):
-#   1. tests     150  every fast-path test, the CUDA-only ones included (CUDA graphs, compile,
-#                     bf16, fused SGD, BN folding, the bench): equal results on the GPU
-#   2. resnet20  270  the paper's full CIFAR recipe (64k iterations of batch 128, lr 0.1 /10 at
+# part that is slower than planned cannot eat the next one's time (9 minutes in all):
+#   1. tests      90  the fast paths on CUDA against the plain step (fused/foreach SGD,
+#                     channels-last, bf16, the traced model, CUDA graphs, no host sync) and BN
+#                     folding; their CPU runs are deselected (CI has them); -v names each result
+#   2. compile   100  the two torch.compile (inductor) tests on CUDA: a cold compile takes long
+#   3. resnet20  240  the paper's full CIFAR recipe (64k iterations of batch 128, lr 0.1 /10 at
 #                     32k and 48k) on Fashion-MNIST's 55k/5k split with bf16 autocast and CUDA
 #                     graphs, timed end to end: #7's target is < 3 minutes
-#   3. bench     120  `reslab bench --device cuda --repeats 5`: ResNet-20 and ResNet-50 training,
-#                     ResNet-50 inference and the data path against torchvision and timm
+#   4. bench     110  `reslab bench --device cuda --repeats 5 --models resnet50 resnet20`:
+#                     ResNet-50 training (#7: >= 2x torchvision eager fp32) first, then inference,
+#                     ResNet-20 training and the data path; each case's numbers are printed as
+#                     soon as it is measured, so a part cut short still returns them
 # A part that runs out of time is stopped (training with a checkpoint) and reported as such; the
 # log says how far it got. Sessions with more device time can run the parts alone, and other nets:
 #     benchmarks/gpu_session.sh tests | bench | resnetN | wait resnetN
@@ -26,14 +30,15 @@
 # at once: a machine left idle goes back within a minute, and the run with it).
 #
 # What comes back in $OUT (8 files at most): summary.txt (versions, each part's status and
-# seconds), tests.log, <net>.log, <net>_run.tgz (the run's metrics.csv, run.json, config.toml and
+# seconds), tests.log, compile.log, <net>.log, <net>_run.tgz (the run's metrics.csv, run.json, config.toml and
 # wall_s.txt), bench_gpu.txt and bench_gpu.json. Record the numbers in docs/PERFORMANCE.md and
 # docs/RESULTS.md with the command.
 #
 # Rehearsal on the CPU (what tests/test_benchmark_scripts.py runs, in seconds): RESLAB_DEVICE=cpu,
-# RESLAB_TRAIN_ARGS="--iters 4 --no-amp --no-cuda-graphs", RESLAB_TESTS (test paths) and
-# RESLAB_BENCH_ARGS="--quick" shrink the parts; RESLAB_LIMITS="TESTS RESNET20 BENCH" (seconds)
-# changes the time limits, RESLAB_RUNS_DIR where the run folders go (/tmp/reslab-gpu-runs).
+# RESLAB_TRAIN_ARGS="--iters 4 --no-amp --no-cuda-graphs", RESLAB_TESTS and RESLAB_COMPILE_TESTS
+# (pytest paths or node ids) and RESLAB_BENCH_ARGS="--quick" shrink the parts;
+# RESLAB_LIMITS="TESTS COMPILE RESNET20 BENCH" (seconds) changes the time limits, RESLAB_RUNS_DIR
+# where the run folders go (/tmp/reslab-gpu-runs).
 set -euo pipefail
 
 step=${1:?"usage: $0 all|tests|bench|resnetN|wait resnetN"}
@@ -43,8 +48,10 @@ runs=${RESLAB_RUNS_DIR:-/tmp/reslab-gpu-runs}
 device=${RESLAB_DEVICE:-cuda}
 extra=${RESLAB_TRAIN_ARGS:-}  # e.g. "--iters 100" for a rehearsal (later options win)
 bench_extra=${RESLAB_BENCH_ARGS:-}
-tests=${RESLAB_TESTS:-tests/train/test_fast_paths.py tests/test_bench.py tests/models/test_fuse.py}
-read -r limit_tests limit_train limit_bench <<< "${RESLAB_LIMITS:-150 270 120}"
+tests=${RESLAB_TESTS:-tests/train/test_fast_paths.py tests/models/test_fuse.py}
+fast_paths=tests/train/test_fast_paths.py
+compile_tests=${RESLAB_COMPILE_TESTS:-$fast_paths::test_compile_step_matches[cuda] $fast_paths::test_compiled_model_matches[cuda-inductor]}
+read -r limit_tests limit_compile limit_train limit_bench <<< "${RESLAB_LIMITS:-90 100 240 110}"
 mkdir -p "$out" "$runs"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -72,12 +79,13 @@ part() {
 }
 
 # The commands of the parts, as arrays.
-tests_command=("$py" -m pytest -q -m "slow or not slow")  # the slow and CUDA-only tests too
 read -ra test_paths <<< "$tests"
-tests_command+=("${test_paths[@]}")
+tests_command=("$py" -m pytest -v -m "not slow" -k "not cpu" "${test_paths[@]}")
+read -ra compile_ids <<< "$compile_tests"
+compile_command=("$py" -m pytest -v -m "slow or not slow" "${compile_ids[@]}")
 read -ra bench_options <<< "$bench_extra"
-bench_command=("$py" -m reslab bench --device "$device" --repeats 5 --save "$out/bench_gpu.json"
-               "${bench_options[@]}")
+bench_command=("$py" -m reslab bench --device "$device" --repeats 5 --models resnet50 resnet20
+               --save "$out/bench_gpu.json" "${bench_options[@]}")
 
 # The paper's CIFAR recipe on Fashion-MNIST's 55k/5k split, with the GPU fast paths:
 # channels-last (the CUDA default), bf16 autocast and CUDA graphs. Sets $train_command.
@@ -157,6 +165,7 @@ case $step in
         versions > "$out/summary.txt"
         cat "$out/summary.txt"
         part tests "$limit_tests" tests.log "${tests_command[@]}"
+        part compile "$limit_compile" compile.log "${compile_command[@]}"
         rm -rf "${runs:?}/resnet20"
         set_train_command resnet20
         part resnet20 "$limit_train" resnet20.log "${train_command[@]}"
@@ -167,6 +176,7 @@ case $step in
     tests)
         versions | tee "$out/summary.txt"
         "${tests_command[@]}" 2>&1 | tee "$out/tests.log"
+        "${compile_command[@]}" 2>&1 | tee "$out/compile.log"
         ;;
     bench)
         versions | tee "$out/summary.txt"

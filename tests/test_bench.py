@@ -25,7 +25,7 @@ def test_quick_bench_runs_every_case_and_prints_the_table(capsys, tmp_path):
     with our inference outputs equal to torchvision's."""
     saved = tmp_path / "bench.json"
     assert main(["bench", "--quick", "--device", "cpu", "--save", str(saved)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     for text in ("images/s", "x base", "% peak", "load average at start", "GFLOP/s",
                  "train resnet8 16px b16", "data 16px b16", "TensorLoader, fused SGD"):
         assert text in out, text
@@ -40,6 +40,10 @@ def test_quick_bench_runs_every_case_and_prints_the_table(capsys, tmp_path):
                 if importlib.util.find_spec(module)]
     inference = [case for case in cases if case.startswith("infer")]
     assert len(inference) == 2 and any(case.startswith("train resnet18") for case in cases)
+    progress = [f"{row['case']} / {row['candidate']}: {row['images_per_s']:,.1f} images/s, "
+                f"{row['speedup']:.2f}x" for row in document["rows"]]
+    printed = [line for line in err.splitlines() if " images/s, " in line]
+    assert printed == progress  # each case on stderr as soon as it is measured
     for case in inference:
         rows = {row["candidate"]: row for row in cases[case]}
         assert {"torchvision eager", "reslab", *optional} <= set(rows), case

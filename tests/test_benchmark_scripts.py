@@ -64,8 +64,9 @@ def rehearse_gpu_session(tmp_path, **env):
            "RESLAB_RUNS_DIR": str(tmp_path / "runs"),
            "RESLAB_TRAIN_ARGS": "--iters 4 --no-amp --no-cuda-graphs --eval-every 2 "
                                 "--train-split train --val-split none --batch-size 16",
-           "RESLAB_TESTS": "tests/test_io.py", "RESLAB_BENCH_ARGS": "--quick --models resnet20",
-           **env}
+           "RESLAB_TESTS": "tests/test_io.py", "RESLAB_COMPILE_TESTS": "tests/test_io.py",
+           "RESLAB_BENCH_ARGS": "--quick --models resnet20",  # the last --models wins
+           "RESLAB_LIMITS": "300 300 300 300", **env}  # a busy machine: no part cut short
     done = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "all"],
                           cwd=BENCHMARKS.parent, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -74,16 +75,17 @@ def rehearse_gpu_session(tmp_path, **env):
 
 
 def test_gpu_session_rehearsal(tmp_path):
-    """`gpu_session.sh all`: the plan for a GPU session runs its three parts, each under its
+    """`gpu_session.sh all`: the plan for a GPU session runs its four parts, each under its
     time limit, and brings back what its header promises."""
     out = rehearse_gpu_session(tmp_path)
     summary = (out / "summary.txt").read_text()
-    for part in ("tests", "resnet20", "bench"):
+    for part in ("tests", "compile", "resnet20", "bench"):
         assert re.search(rf"^{part}: status 0, {NUMBER} s$", summary, re.MULTILINE), summary
     assert sorted(p.name for p in out.iterdir()) == [
-        "bench_gpu.json", "bench_gpu.txt", "resnet20.log", "resnet20_run.tgz", "summary.txt",
-        "tests.log"]
-    assert "passed" in (out / "tests.log").read_text()
+        "bench_gpu.json", "bench_gpu.txt", "compile.log", "resnet20.log", "resnet20_run.tgz",
+        "summary.txt", "tests.log"]
+    assert "PASSED" in (out / "tests.log").read_text()
+    assert "train resnet8 16px b16 / reslab: " in (out / "bench_gpu.txt").read_text()
     assert "run finished at iteration 4" in (out / "resnet20.log").read_text()
     with tarfile.open(out / "resnet20_run.tgz") as archive:
         assert sorted(archive.getnames()) == ["config.toml", "metrics.csv", "run.json",
@@ -95,7 +97,7 @@ def test_gpu_session_rehearsal(tmp_path):
 
 def test_gpu_session_time_limit(tmp_path):
     """A part that outlasts its limit is stopped and reported; the next part still runs."""
-    out = rehearse_gpu_session(tmp_path, RESLAB_LIMITS="60 1 60",
+    out = rehearse_gpu_session(tmp_path, RESLAB_LIMITS="300 300 1 300",
                                RESLAB_TRAIN_ARGS="--no-amp --no-cuda-graphs --train-split train "
                                                  "--val-split none --batch-size 16")
     summary = (out / "summary.txt").read_text()

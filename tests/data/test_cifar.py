@@ -203,7 +203,7 @@ def test_python_release_never_runs_code_from_a_pickle(tmp_path):
     planted = tmp_path / "planted"
     write_pickle(folder / "test_batch", {"data": _Planted(planted), "labels": []})
     with pytest.raises(ReslabError, match=r"test_batch: not a CIFAR python file \(Unpickling"
-                                          r"Error: it names [\w.]*open, which a CIFAR file"):
+                                          r"Error: it names [\w.]*open, which a data file"):
         load_arrays("cifar10", tmp_path / "py", "test")
     assert not planted.exists()
 

@@ -253,8 +253,14 @@ def test_verify_compares_the_unpacked_files_with_the_kept_archive(tmp_path, caps
     shutil.copytree(build / fmt.folder, tmp_path / "data" / fmt.folder)
     argv = ["data", "verify", "cifar10", "--data-dir", str(tmp_path / "data")]
     assert main(argv) == 0
-    assert f"MD5 {patched.archive.md5} official; the 7 files in {fmt.folder}/ are the archive's" \
+    folder = tmp_path / "data" / fmt.folder
+    assert f"MD5 {patched.archive.md5} official; the 7 files in {folder} are the archive's" \
         in capsys.readouterr().out
+    renamed = tmp_path / "mine"  # the data dir may be the release folder itself, of any name
+    shutil.copytree(folder, renamed)
+    shutil.copy(archive, renamed / archive.name)
+    assert main(["data", "verify", "cifar10", "--data-dir", str(renamed)]) == 0
+    assert f"the 7 files in {renamed} are the archive's" in capsys.readouterr().out
     name = "data_batch_3" + (".bin" if release == "binary" else "")
     changed = tmp_path / "data" / fmt.folder / name
     content = bytearray(changed.read_bytes())

@@ -70,6 +70,10 @@ def test_a_net_of_one_input_size_trains_on_crops_of_that_size(tmp_path):
         assert x.shape[-2:] == (side, side)
     test = pipeline("imagenet", crop=227).eval("center")
     assert test(torch.zeros(3, 300, 400, dtype=torch.uint8)).shape == (3, 227, 227)
+    scales = pipeline("imagenet", crop=32).train.transforms[0]  # LeNet-5: 1/7 of Sec. 3.4's
+    assert (scales.low, scales.high) == (37, 69)
+    scales = pipeline("imagenet").train.transforms[0]
+    assert (scales.low, scales.high) == (256, 480)
 
 
 def test_train_on_folder_tree_and_resume(tmp_path):

@@ -76,12 +76,15 @@ class Report:
         }  # fmt: skip
 
 
-def run_suite(settings: Settings, models: Sequence[str]) -> Report:
+def run_suite(settings: Settings, models: Sequence[str], *,
+              on_case: Callable[[list[Row]], None] | None = None) -> Report:
     """Measure the reference peaks, then every case of ``models``.
 
     Args:
         settings: From :func:`reslab.bench.cases.make_settings`.
         models: Keys of :data:`reslab.bench.cases.SUITE`.
+        on_case: Called with each case's rows as soon as it is measured (so that a run cut
+            short still shows what it measured).
 
     Returns:
         The report.
@@ -91,8 +94,12 @@ def run_suite(settings: Settings, models: Sequence[str]) -> Report:
     dtypes = [torch.float32] + ([torch.bfloat16] if bf16 else [])
     peaks = {dtype: matmul_peak(settings.device, dtype, size=settings.peak_size, repeats=3)
              for dtype in dtypes}
-    rows = [row for model in models for case in build_cases(model, settings)
-            for row in measure(case, settings, peaks)]
+    rows = []
+    for model in models:
+        for case in build_cases(model, settings):
+            rows += measure(case, settings, peaks)
+            if on_case is not None:
+                on_case(rows[-len(case.candidates):])
     return Report(
         settings=settings, machine=machine(settings.device), load_start=load_start,
         load_end=load_average(), peaks={dtype_name(d): v for d, v in peaks.items()}, rows=rows,

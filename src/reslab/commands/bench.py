@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reslab.bench.suite import Row
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +53,18 @@ def run(args: argparse.Namespace) -> int:
                              workers=args.workers, repeats=args.repeats)
     if args.save:
         check_output_path(args.save, suffix=".json")  # before minutes of measuring
-    report = run_suite(settings, args.models)
+    report = run_suite(settings, args.models, on_case=print_case)
     document = json.dumps(report.to_dict(), indent=2)
     if args.save:
         with atomic_write(args.save) as handle:
             handle.write(document + "\n")
     print(document if args.json else format_report(report))
     return 0
+
+
+def print_case(rows: list[Row]) -> None:
+    """One line a candidate on stderr as each case is measured: what a run stopped early
+    (Ctrl-C, a time limit) has measured so far. The full table follows on stdout."""
+    for row in rows:
+        print(f"{row.case} / {row.candidate}: {row.images_per_s:,.1f} images/s, "
+              f"{row.speedup:.2f}x", file=sys.stderr, flush=True)

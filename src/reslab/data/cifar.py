@@ -13,21 +13,21 @@ records in the official proportions (CIFAR-10: the same count in all six files; 
 one many users already have): each file is a pickled dict whose ``data`` is a uint8 array
 [N, 3072] of the same pixel layout, with ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100)
 and the class names in ``batches.meta`` / ``meta``. Pickles can run code when loaded, so these
-are read by an unpickler that builds nothing but plain containers and numpy arrays (any other
-global in the file is refused).
+are read by :func:`reslab.data.safe_pickle.load`, which builds nothing but plain data and numpy
+arrays from the file's own bytes.
 
 Where both versions are in a data dir, the binary one is read.
 """
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from reslab.data import safe_pickle
 from reslab.data.arrays import ArrayData
 from reslab.data.download import Resource, fetch, safe_extract
 from reslab.data.registry import DatasetInfo
@@ -183,7 +183,7 @@ def check_complete(info: DatasetInfo, folder: Path) -> None:
     if isinstance(fmt, CifarFormat):
         record_counts(folder, fmt)
         return
-    for name in release_files(fmt):
+    for name in fmt.records:  # the meta file may be missing (built-in class names)
         if not (folder / name).is_file():
             raise ReslabError(f"{folder / name} is missing")
 
@@ -298,28 +298,11 @@ def read_classes(folder: Path, info: DatasetInfo) -> list[str]:
     return names
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Builds plain containers and numpy arrays only: the globals a CIFAR pickle names."""
-
-    ALLOWED = frozenset({
-        (f"numpy.{core}.multiarray", name) for core in ("core", "_core")
-        for name in ("_reconstruct", "scalar")  # an array; a numpy number (a re-saved label)
-    } | {
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2
-    })  # fmt: skip
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR file does not")
-        return super().find_class(module, name)
-
-
 def _read_pickle(path: Path) -> dict:
     """A CIFAR python file as a dict with ``str`` keys (read as Python 2 wrote them: latin-1)."""
     try:
         with open(path, "rb") as handle:
-            entry = _ArrayUnpickler(handle, encoding="latin1").load()
+            entry = safe_pickle.load(handle)
     except Exception as exc:  # noqa: BLE001 - a damaged pickle fails in many ways; one message
         raise ReslabError(f"{path}: not a CIFAR python file ({type(exc).__name__}: "
                           f"{exc})") from None
@@ -357,6 +340,8 @@ def read_batch(path: Path, fmt: PickleFormat) -> tuple[torch.Tensor, torch.Tenso
         labels = torch.tensor(labels, dtype=torch.int64)  # [N]
     except (TypeError, ValueError, RuntimeError, OverflowError):
         raise ReslabError(f"{path}: {fmt.label_key!r} is not a list of class numbers") from None
+    if not len(data):
+        raise ReslabError(f"{path}: holds no images")
     if labels.shape != (len(data),):
         raise ReslabError(f"{path}: {labels.numel()} labels for {len(data)} images")
     bad = ((labels < 0) | (labels >= fmt.num_classes)).nonzero()

@@ -205,9 +205,11 @@ def _small(name: str, size: int, *, mean: Tensor | None, pad: int, flip: bool) -
 
 def _imagenet(mean: Tensor | None, flip: bool, crop: int) -> Pipeline:
     mean = torch.tensor(IMAGENET_MEAN) if mean is None else mean
-    test_side = round(crop * TEST_SHORT_SIDE / CROP)  # 256 for 224, the same ratio otherwise
+    # Sec. 3.4's sides are for 224 crops; another crop keeps their ratios to it
+    scale = crop / CROP
+    test_side = round(TEST_SHORT_SIDE * scale)  # 256
     train = [
-        RandomShorterSide(*TRAIN_SHORT_SIDE),
+        RandomShorterSide(*(round(side * scale) for side in TRAIN_SHORT_SIDE)),  # [256, 480]
         v2.RandomCrop(crop),
         *([v2.RandomHorizontalFlip()] if flip else []),
         v2.ToDtype(torch.float32, scale=True),
@@ -249,7 +251,8 @@ def pipeline(
         pad: Padding before the random crop (small-image presets; default 4).
         flip: Random horizontal flips (default: on, off for ``mnist``).
         crop: ``imagenet``: the side of the training and centre crops (default 224; AlexNet's
-            227, say), the test resize keeping the ratio 256/224.
+            227, say); the training scales [256, 480] and the test resize 256 keep their
+            ratios to 224.
 
     Returns:
         The pipeline.

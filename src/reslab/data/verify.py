@@ -57,10 +57,11 @@ def _check_count(info: DatasetInfo, where: Path, split: str, count: int) -> None
         )
 
 
-def _compare_with_archive(archive: Path, folder: Path, names: Sequence[str]) -> None:
-    """Check that each file ``names`` in ``folder`` has the bytes of its member in ``archive``
-    (the release's top folder inside it), so that the MD5 of the archive vouches for them."""
-    wanted = {f"{folder.name}/{name}": name for name in names}
+def _compare_with_archive(archive: Path, top: str, folder: Path, names: Sequence[str]) -> None:
+    """Check that each file ``names`` in ``folder`` has the bytes of its member ``top/<name>``
+    in ``archive``, so that the MD5 of the archive vouches for them (``folder`` may have
+    another name than the archive's ``top``)."""
+    wanted = {f"{top}/{name}": name for name in names}
     seen = set()
     try:
         with tarfile.open(archive, "r:*") as tar:
@@ -77,8 +78,8 @@ def _compare_with_archive(archive: Path, folder: Path, names: Sequence[str]) -> 
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ReslabError(f"{archive}: cannot be read ({exc})") from None
     if missing := sorted(set(names) - seen):
-        raise ReslabError(f"{archive} has no {folder.name}/{missing[0]}: it is not the release "
-                          f"of {folder}")
+        raise ReslabError(f"{archive} has no {top}/{missing[0]}: it is not the release of "
+                          f"{folder}")
 
 
 def _checksums(info: DatasetInfo, folder: Path, root: Path) -> list[str]:
@@ -95,9 +96,9 @@ def _checksums(info: DatasetInfo, folder: Path, root: Path) -> list[str]:
         if got != resource.md5:
             raise ReslabError(f"{path}: MD5 {got} is not the official {resource.md5}")
         names = cifar.release_files(release)
-        _compare_with_archive(path, folder, names)
-        return [f"{path.name}: MD5 {got} official; the {len(names)} files in {folder.name}/ "
-                "are the archive's"]
+        _compare_with_archive(path, release.folder, folder, names)
+        return [f"{path.name}: MD5 {got} official; the {len(names)} files in {folder} are the "
+                "archive's"]
     lines = []
     for (path, content), resource in zip(idx.check_content(info, folder),
                                          idx.RESOURCES[info.name], strict=True):
