@@ -97,9 +97,10 @@ def run_suite(settings: Settings, models: Sequence[str], *,
     rows = []
     for model in models:
         for case in build_cases(model, settings):
-            rows += measure(case, settings, peaks)
+            case_rows = measure(case, settings, peaks)
+            rows += case_rows
             if on_case is not None:
-                on_case(rows[-len(case.candidates):])
+                on_case(case_rows)
     return Report(
         settings=settings, machine=machine(settings.device), load_start=load_start,
         load_end=load_average(), peaks={dtype_name(d): v for d, v in peaks.items()}, rows=rows,

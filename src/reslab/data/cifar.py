@@ -38,25 +38,34 @@ IMAGE_SHAPE = (3, 32, 32)
 PIXEL_BYTES = 3 * 32 * 32
 
 
-@dataclass(frozen=True)
-class CifarFormat:
-    """The layout of one CIFAR binary release.
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """What both CIFAR releases (binary and python) have: files, archive, folder.
 
     Attributes:
-        label_limits: For each label byte, the number of classes it counts (the last is used).
         splits: The files of each split, in order.
         records: The official number of records in each file.
-        meta: The file with one class name per line.
+        meta: The file of class names.
         archive: The official archive, which unpacks to a folder of the files above.
         folder: That folder's name.
     """
 
-    label_limits: tuple[int, ...]
     splits: dict[str, tuple[str, ...]]
     records: dict[str, int]
     meta: str
     archive: Resource
     folder: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CifarFormat(Release):
+    """The layout of one CIFAR binary release (its meta file: one class name a line).
+
+    Attributes:
+        label_limits: For each label byte, the number of classes it counts (the last is used).
+    """
+
+    label_limits: tuple[int, ...]
 
     @property
     def record_bytes(self) -> int:
@@ -84,29 +93,19 @@ FORMATS = {
 }
 
 
-@dataclass(frozen=True)
-class PickleFormat:
-    """The layout of one CIFAR python release.
+@dataclass(frozen=True, kw_only=True)
+class PickleFormat(Release):
+    """The layout of one CIFAR python release (its meta file: a pickled dict).
 
     Attributes:
         label_key: The key of the labels used (CIFAR-100: the fine ones).
         names_key: The meta file's key of the class names.
         num_classes: Number of classes.
-        splits: The files of each split, in order.
-        records: The official number of records in each file.
-        meta: The pickled meta file.
-        archive: The official archive, which unpacks to a folder of the files above.
-        folder: That folder's name.
     """
 
     label_key: str
     names_key: str
     num_classes: int
-    splits: dict[str, tuple[str, ...]]
-    records: dict[str, int]
-    meta: str
-    archive: Resource
-    folder: str
 
 
 _CIFAR10_PY_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -130,12 +129,12 @@ PICKLE_FORMATS = {
 }  # fmt: skip
 
 
-def release_files(fmt: CifarFormat | PickleFormat) -> tuple[str, ...]:
+def release_files(fmt: Release) -> tuple[str, ...]:
     """Every file of a release: its record files, then its meta file."""
     return (*fmt.records, fmt.meta)
 
 
-def release_in(info: DatasetInfo, folder: Path) -> CifarFormat | PickleFormat | None:
+def release_in(info: DatasetInfo, folder: Path) -> Release | None:
     """Which release of ``info`` has files in ``folder`` (the binary one first), or None.
 
     Args:
@@ -149,6 +148,12 @@ def release_in(info: DatasetInfo, folder: Path) -> CifarFormat | PickleFormat | 
         if any((folder / name).is_file() for name in release_files(fmt)):
             return fmt
     return None
+
+
+def _release_read(info: DatasetInfo, folder: Path) -> Release:
+    """The release to read from ``folder``: the one with files there, else the binary one
+    (whose checks then name the missing files)."""
+    return release_in(info, folder) or FORMATS[info.name]
 
 
 def find(info: DatasetInfo, root: Path) -> Path | None:
@@ -179,7 +184,7 @@ def check_complete(info: DatasetInfo, folder: Path) -> None:
     Raises:
         ReslabError: A file is missing or (binary release) damaged in size.
     """
-    fmt = release_in(info, folder)
+    fmt = _release_read(info, folder)
     if isinstance(fmt, CifarFormat):
         record_counts(folder, fmt)
         return
@@ -222,8 +227,7 @@ def record_counts(folder: Path, fmt: CifarFormat) -> dict[str, int]:
     return counts
 
 
-def _check_proportions(folder: Path, fmt: CifarFormat | PickleFormat,
-                       counts: dict[str, int]) -> None:
+def _check_proportions(folder: Path, fmt: Release, counts: dict[str, int]) -> None:
     """Each file's share of the records must be its official share: one file with fewer
     records than the others imply was cut short."""
     scale = max(counts[name] / fmt.records[name] for name in counts)
@@ -278,7 +282,7 @@ def read_classes(folder: Path, info: DatasetInfo) -> list[str]:
         ReslabError: The meta file is not readable, or does not hold ``info.num_classes``
             non-empty names.
     """
-    fmt = release_in(info, folder) or FORMATS[info.name]
+    fmt = _release_read(info, folder)
     path = folder / fmt.meta
     if not path.is_file():
         return list(info.classes)
@@ -349,7 +353,7 @@ def read_batch(path: Path, fmt: PickleFormat) -> tuple[torch.Tensor, torch.Tenso
         index = int(bad[0])
         raise ReslabError(f"{path}: image {index} has label {int(labels[index])}, out of range "
                           f"0..{fmt.num_classes - 1}")
-    images = torch.from_numpy(np.ascontiguousarray(data)).reshape(-1, *IMAGE_SHAPE).clone()
+    images = torch.from_numpy(np.ascontiguousarray(data)).reshape(-1, *IMAGE_SHAPE)  # its own memory
     return images, labels
 
 
@@ -367,7 +371,7 @@ def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
     Raises:
         ReslabError: A file of the release is missing or damaged.
     """
-    fmt = release_in(info, folder) or FORMATS[info.name]
+    fmt = _release_read(info, folder)
     check_complete(info, folder)
     if isinstance(fmt, CifarFormat):
         parts = [read_records(folder / name, fmt) for name in fmt.splits[split]]

@@ -308,9 +308,10 @@ def folder_split(
         ``(classes, loader, prepare)``: ``prepare(images, labels)`` moves a batch to the
         device; uncropped views of different sizes stay lists of [C, H, W] tensors.
     """
-    resize = round(max(predictor.input_size) * TEST_RESIZE_RATIO)  # 256 for 224 crops
-    if protocol == "center":  # the predictor's own view: a CIFAR-style net (per-pixel mean)
-        resize = predictor.preprocessing.resize  # sees the whole image at its input size
+    # center: the predictor's own view (a CIFAR-style net, per-pixel mean, sees the whole image
+    # at its input size); 10-crop: 256 for 224 crops
+    resize = (predictor.preprocessing.resize if protocol == "center"
+              else round(max(predictor.input_size) * TEST_RESIZE_RATIO))
     view = predictor.preprocessing.with_view(
         resize=None if protocol == "multiscale" else resize, crop=protocol == "center")
     dataset = get_dataset(info.name, data_dir, split,
