@@ -77,6 +77,8 @@ class TrainConfig:
     lr_ramp: float = _opt(0.0, "raise the lr linearly to --lr over this many iterations (epochs "
                        "with --epochs), then decay (not in the paper)")
     label_smoothing: float = _opt(0.0, "label smoothing (not in the paper)")
+    ema: float = _opt(0.0, "evaluate and save an exponential moving average of the weights "
+                      "with this decay per iteration, e.g. 0.999 (not in the paper); 0: off")
     # Data pipeline (Sec. 4.2).
     augment: bool = _opt(True, "pad-and-crop and flip augmentation")
     pad: int = _opt(4, "pixels of zero padding before the random crop")
@@ -297,6 +299,8 @@ def validate(config: TrainConfig) -> None:
         raise ReslabError(f"seed must be in [0, 2**63), got {config.seed}")
     if config.label_smoothing >= 1:
         raise ReslabError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0 <= config.ema < 1:
+        raise ReslabError(f"ema must be a decay in [0, 1) (e.g. 0.999), got {config.ema}")
     if not 0 <= config.erase <= 1:
         raise ReslabError(f"erase must be a probability in [0, 1], got {config.erase}")
     if config.erase and not config.augment:

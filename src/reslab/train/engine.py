@@ -48,6 +48,7 @@ from reslab.train.distributed import (
     join,
     sum_over_ranks,
 )
+from reslab.train.ema import WeightAverage
 from reslab.train.inputs import Inputs, build_inputs, endless
 from reslab.train.precise_bn import update_bn_stats
 from reslab.train.rundir import RunDir
@@ -221,6 +222,8 @@ class Trainer:
             warmup_lr=cfg.warmup_lr, warmup_error=cfg.warmup_error,
             ramp_iters=min(ramp_iters, self.total_iters - 1),
         )
+        # --ema: the average is the run's model (evaluated, saved); SGD trains self.model.
+        self.average = WeightAverage(self.model, decay=cfg.ema) if cfg.ema else None
         self.iteration = 0
         self.bn_batches = None  # precise-BN batches, started at the first evaluation
         self.best_val_error: float | None = None
@@ -275,6 +278,8 @@ class Trainer:
         self.inputs.train.load_state_dict(state["loader"])
         if self.inputs.bn_loader is not None and state.get("bn_loader"):
             self.inputs.bn_loader.load_state_dict(state["bn_loader"])
+        if self.average is not None:
+            self.average.module.load_state_dict(state["average"])
         self.iteration = state["iteration"]
         self.best_val_error = state["best_val_error"]
         if self.is_main:  # the other ranks keep their own seeds (seed + rank)
@@ -289,7 +294,8 @@ class Trainer:
 
         Returns:
             ``model``, ``model_options``, ``num_classes``, ``in_channels``, ``classes``,
-            ``input_size``, ``data``, ``preprocess``, ``paper_ref`` and ``iteration``.
+            ``input_size``, ``data``, ``preprocess``, ``paper_ref``, ``iteration`` and ``ema``
+            (the decay of the weight average the file holds; 0: the trained weights).
         """
         info = model_info(self.config.model)
         return {
@@ -297,7 +303,8 @@ class Trainer:
             "num_classes": len(self.inputs.classes), "in_channels": self.inputs.in_channels,
             "classes": self.inputs.classes, "input_size": list(self.inputs.input_size),
             "data": self.config.data, "preprocess": self.inputs.preprocess,
-            "paper_ref": info.source, "iteration": self.iteration, **extra,
+            "paper_ref": info.source, "iteration": self.iteration, "ema": self.config.ema,
+            **extra,
         }
 
     # -- the loop ------------------------------------------------------------------------------
@@ -336,6 +343,8 @@ class Trainer:
                 lr = self.schedule.lr(self.iteration)
                 loss, logits = step(images, labels, lr=lr)  # (), (B, num_classes); detached
                 self.iteration += 1
+                if self.average is not None:
+                    self.average.update(self.iteration)
                 if self.monitor is not None:
                     self.monitor.after_step(self.iteration)
                 loss_sum += loss.detach() * labels.numel()  # stays on the device: no sync
@@ -386,13 +395,19 @@ class Trainer:
                               and k != "iteration")
             print(f"iter {row['iteration']}/{self.total_iters} {fields}", flush=True)
 
+    @property
+    def model_to_keep(self) -> nn.Module:
+        """The weights evaluated and saved: the trained model, or its average (``--ema``)."""
+        return self.model if self.average is None else self.average.module
+
     def _evaluate_and_checkpoint(self, lr: float, bar: tqdm) -> None:
+        kept = self.model_to_keep
         if self.config.precise_bn:
             if self.bn_batches is None:
                 self.bn_batches = endless(self.inputs.bn_loader)
-            update_bn_stats(self.model, self.bn_batches, self.config.precise_bn)
-        average_buffers(self.model)  # one set of BN statistics on every rank
-        net = fold_batchnorm(self.model)  # BN folded into the convolutions: faster, same errors
+            update_bn_stats(kept, self.bn_batches, self.config.precise_bn)
+        average_buffers(kept)  # one set of BN statistics on every rank
+        net = fold_batchnorm(kept)  # BN folded into the convolutions: faster, same errors
         for role, loader in self.inputs.evals.items():
             self.last_eval[role] = evaluate(net, loader, num_classes=len(self.inputs.classes),
                                             device=self.device, amp=self.amp,
@@ -418,12 +433,13 @@ class Trainer:
             return
         meta = self.checkpoint_meta(
             **{f"{role}_error": r.top1_error for role, r in self.last_eval.items()})
-        save_weights(self.run_dir.path("last.safetensors"), self.model, meta)
+        save_weights(self.run_dir.path("last.safetensors"), self.model_to_keep, meta)
         if best:
-            save_weights(self.run_dir.path("best.safetensors"), self.model, meta)
+            save_weights(self.run_dir.path("best.safetensors"), self.model_to_keep, meta)
         save_trainer_state(self.run_dir.path("trainer_state.pt"), {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
+            "average": None if self.average is None else self.average.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "loader": self.inputs.train.state_dict(),
