@@ -47,6 +47,86 @@ def test_precedence_preset_then_toml_then_flags(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("toml", "flags", "iters", "epochs", "milestones"),
+    [
+        # --epochs over a file's iterations: epochs count (iters is unused), the file's
+        # milestones move with them
+        ("iters = 6400\nmilestones = [3200, 4800]\n", {"epochs": "5"}, 6400, 5, [2.5, 3.75]),
+        # --iters over a file's epochs: the epochs are gone
+        ("epochs = 10\nmilestones = [5, 7.5]\n", {"iters": "1000"}, 1000, None, [500, 750]),
+        ("iters = 6400\nmilestones = [3200, 4800]\n", {"iters": "640"}, 640, None, [320, 480]),
+        ("epochs = 10\nmilestones = [5, 7.5]\n", {"epochs": "20"}, 64000, 20, [10, 15]),
+        # a file's length without milestones moved the preset's; the flag moves those again
+        ("iters = 6400\n", {"epochs": "4"}, 6400, 4, [2, 3]),
+        # milestones given with the flag are taken as they are
+        ("iters = 6400\nmilestones = [3200, 4800]\n", {"epochs": "5", "milestones": "1,4"},
+         6400, 5, [1, 4]),
+    ],
+)
+def test_a_length_flag_replaces_the_files_and_moves_its_milestones(
+        tmp_path, toml, flags, iters, epochs, milestones):
+    path = tmp_path / "run.toml"
+    path.write_text(toml)
+    cfg = resolve(flags, config_file=path)
+    assert (cfg.iters, cfg.epochs) == (iters, epochs)
+    assert cfg.milestones == pytest.approx(milestones)
+
+
+def test_a_length_flag_over_a_saved_run_config(tmp_path):
+    """``--config runs/NAME/config.toml`` holds every key (epochs as "none"); a shorter run in
+    epochs gets the saved run's schedule, its warm-up ramp included, in epochs."""
+    from reslab.train.rundir import dump_toml
+
+    path = tmp_path / "config.toml"
+    path.write_text(dump_toml(resolve({"iters": "6400", "lr_ramp": "640"}).to_dict()))
+    cfg = resolve({"epochs": "10"}, config_file=path)
+    assert (cfg.epochs, cfg.milestones, cfg.lr_ramp) == (10, [5, 7.5], 1)
+    back = resolve({"iters": "64000"}, config_file=path)
+    assert (back.epochs, back.milestones, back.lr_ramp) == (None, [32000, 48000], 6400)
+
+
+def test_iters_and_epochs_together_are_refused_on_the_command_line(tmp_path, capsys):
+    from reslab.cli import main
+
+    path = tmp_path / "run.toml"
+    path.write_text("iters = 6400\n")
+    assert main(["train", "--config", str(path), "--iters", "100", "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "reslab: error: iters and epochs both set the run's length; give one of them "
+        "(--iters N or --epochs E)\n")
+    with pytest.raises(ReslabError, match="iters and epochs both set the run's length"):
+        resolve({"iters": "100", "epochs": "none"})
+
+
+def test_python_api_layers_overrides_on_a_base_config_like_flags_on_a_file(monkeypatch, tmp_path):
+    """``reslab.train(config, **overrides)``: the config is the base, as a --config file is."""
+    import reslab
+    from reslab.train import engine
+
+    trained = []
+
+    class Recorder:
+        def __init__(self, config, **_):
+            trained.append(config)
+
+        def run(self, stop_after=None):
+            return None
+
+    monkeypatch.setattr(engine, "Trainer", Recorder)
+    base = resolve({"iters": "6400", "device": "cpu"})
+    reslab.train(base, epochs=5)
+    reslab.train(base.to_dict(), iters=640)
+    path = tmp_path / "base.toml"
+    path.write_text('iters = 6400\ndevice = "cpu"\n')
+    assert trained == [resolve({"epochs": "5"}, config_file=path),
+                       resolve({"iters": "640"}, config_file=path)]
+    assert (trained[0].epochs, trained[0].milestones) == (5, [2.5, 3.75])
+    assert (trained[1].epochs, trained[1].milestones) == (None, [320, 480])
+    with pytest.raises(ReslabError, match="iters and epochs both set the run's length"):
+        reslab.train(base, iters=100, epochs=2)
+
+
+@pytest.mark.parametrize(
     ("key", "value", "message"),
     [
         ("lr", "abc", "config key 'lr' must be a finite float, got 'abc'"),
@@ -123,7 +203,7 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     cfg = resolve({"val_split": "none", "data": "fashion-mnist", "iters": 10})
     path = tmp_path / "config.toml"
     path.write_text(dump_toml(cfg.to_dict()))
-    assert resolve(read_toml(path)) == cfg  # a resume keeps val_split = None
+    assert resolve({}, config_file=path) == cfg  # a resume keeps val_split = None
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -287,7 +287,7 @@ class Setup:
         Raises:
             ReslabError: Unknown data set or a bad recipe key, before anything is written.
         """
-        resolve({**self.recipe, "data": self.data})
+        resolve({"data": self.data}, base=self.recipe)
         claim_folder(self.out, {"experiment": experiment, "data": self.data,
                                 "recipe": self.recipe, **details})
 

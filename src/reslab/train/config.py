@@ -1,7 +1,9 @@
 """Training configuration: one dataclass whose defaults are the paper's CIFAR recipe (Sec. 4.2),
 named presets for the other recipes, and strict loading from TOML files and command-line flags.
 
-Precedence, lowest first: the dataclass defaults, the preset, the ``--config`` TOML file, flags.
+Precedence, lowest first: the dataclass defaults, the preset, the ``--config`` TOML file (or a
+base configuration in Python), flags; a run length given in a layer replaces the one under it
+and moves its milestones (:func:`resolve`).
 Unknown keys and values of the wrong type are errors (:class:`reslab.errors.ReslabError`).
 """
 
@@ -228,41 +230,70 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return {key: coerce(key, value) for key, value in data.items()}
 
 
-def resolve(overrides: dict[str, Any], *, config_file: str | Path | None = None) -> TrainConfig:
-    """Build the configuration of a run: defaults, then the preset, the TOML file, the overrides.
+def resolve(
+    overrides: dict[str, Any],
+    *,
+    config_file: str | Path | None = None,
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Build the configuration of a run in layers, lowest first: the dataclass defaults, the
+    preset, the TOML file, ``base``, the overrides.
 
-    When the iterations are changed but the milestones are not, the milestones are scaled with
-    them (``--iters 6400`` moves the paper's 32k/48k to 3.2k/4.8k).
+    A layer that sets the run's length (``iters`` or ``epochs``) replaces the length of the
+    layers under it: ``iters`` alone clears their ``epochs``, ``epochs`` counts instead of their
+    ``iters``. Their milestones and ``lr_ramp`` (unless the layer sets them too) are scaled
+    with the length (``--iters 6400`` moves the paper's 32k/48k to 3.2k/4.8k; ``--epochs 5``
+    over a file of 6400 iterations with milestones 3200 and 4800 gives epochs 2.5 and 3.75).
 
     Args:
         overrides: Keys set on the command line or in Python (checked with :func:`coerce`).
         config_file: Optional TOML file.
+        base: Optional keys of a base configuration (e.g. :meth:`TrainConfig.to_dict`).
 
     Returns:
         The resolved, validated configuration.
+
+    Raises:
+        ReslabError: A bad key or value, or ``overrides`` giving both ``iters`` and ``epochs``.
     """
-    given = read_toml(config_file) if config_file else {}
-    given.update({k: coerce(k, v) for k, v in overrides.items()})
+    if "iters" in overrides and "epochs" in overrides:
+        raise ReslabError("iters and epochs both set the run's length; give one of them "
+                          "(--iters N or --epochs E)")
+    layers = [read_toml(config_file) if config_file else {},
+              {k: coerce(k, v) for k, v in (base or {}).items()},
+              {k: coerce(k, v) for k, v in overrides.items()}]
+    given = {k: v for layer in layers for k, v in layer.items()}
     data = given.get("data", TrainConfig.data)
     preset_name = given.get("preset") or DEFAULT_PRESET.get(data, "cifar-paper")
     if preset_name not in PRESETS:
         raise ReslabError(f"unknown preset {preset_name!r}; {choices_hint(PRESETS)}")
-    values = {**PRESETS[preset_name], **given, "preset": preset_name}
-    base = TrainConfig(**PRESETS[preset_name])
-    if "iters" in given and "epochs" not in given:
-        values["epochs"] = None  # an explicit iteration count replaces a preset's epochs
-    if "milestones" not in given and ("iters" in given or "epochs" in given):
-        values["milestones"] = _scaled_milestones(base, values)
-    config = TrainConfig(**values)
+    values = TrainConfig(**PRESETS[preset_name]).to_dict()
+    for layer in layers:
+        values = _with_layer(values, layer)
+    config = TrainConfig(**{**values, "preset": preset_name})
     validate(config)
     return config
 
 
-def _scaled_milestones(base: TrainConfig, values: dict[str, Any]) -> list[float]:
-    """The preset's milestones moved proportionally to the run's new length."""
-    base_length = base.epochs if base.epochs is not None else base.iters
-    new_length = values["epochs"] if values.get("epochs") is not None else values["iters"]
-    return [m * new_length / base_length for m in base.milestones]
+def _with_layer(values: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with ``layer``'s keys on top; a new run length in ``layer`` moves the points
+    of the schedule of ``values`` (milestones, ``lr_ramp``: in the run's unit) proportionally,
+    unless ``layer`` sets them."""
+    merged = {**values, **layer}
+    if "iters" in layer and "epochs" not in layer:
+        merged["epochs"] = None  # an iteration count replaces the epochs under it
+    if ("iters" in layer or "epochs" in layer) and _length(values) > 0:  # else nothing to move
+        scale = _length(merged) / _length(values)
+        if "milestones" not in layer:
+            merged["milestones"] = [m * scale for m in values["milestones"]]
+        if "lr_ramp" not in layer:
+            merged["lr_ramp"] = values["lr_ramp"] * scale
+    return merged
+
+
+def _length(values: dict[str, Any]) -> float:
+    """The run's length in its own unit: epochs when set, else iterations."""
+    return values["epochs"] if values["epochs"] is not None else values["iters"]
 
 
 def validate(config: TrainConfig) -> None:

@@ -90,22 +90,24 @@ def train(
     """Train a model with the paper's recipe (the defaults of :class:`TrainConfig`).
 
     Args:
-        config: A :class:`TrainConfig`, a dict of its keys, or None (defaults + ``overrides``).
+        config: A :class:`TrainConfig`, a dict of its keys, or None (defaults + ``overrides``):
+            the base under ``overrides``, as a ``--config`` file is under the flags (a length in
+            ``overrides`` replaces its ``iters``/``epochs`` and scales its milestones).
         resume: A run folder to continue exactly where its last checkpoint stopped.
         stop_after: Stop (with a checkpoint) after this many iterations of this call, for jobs
             in time-limited slots; ``resume`` continues.
         progress: Show a progress bar (default: when stderr is a terminal).
-        **overrides: Config keys, e.g. ``model="resnet56", iters=6400``.
+        **overrides: Config keys, e.g. ``model="resnet56", iters=6400`` (not both ``iters``
+            and ``epochs``).
 
     Returns:
         The :class:`RunResult`.
     """
     if resume is not None:
         config = resumed_config(Path(resume), overrides)
-    elif isinstance(config, TrainConfig):  # taken as it is, with ``overrides`` on top, checked
-        config = resolve({**config.to_dict(), **overrides})
-    else:
-        config = resolve({**(config or {}), **overrides})
+    else:  # the base under ``overrides``, as a --config file is under the flags
+        base = config.to_dict() if isinstance(config, TrainConfig) else config
+        config = resolve(overrides, base=base)
     with join(config.device, timeout_s=config.dist_timeout) as world:  # torchrun's ranks
         trainer = Trainer(config, resume=resume is not None, progress=progress, world=world)
         return trainer.run(stop_after=stop_after)
@@ -144,7 +146,7 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
             f"--resume continues {run_dir} with its saved configuration; it cannot change "
             f"{', '.join(refused)} (start a new run with --init {run_dir / 'last.safetensors'})")
     changed = {k: v for k, v in overrides.items() if k in placement}
-    return resolve({**saved, **changed, "out": str(run_dir)})
+    return resolve({**changed, "out": str(run_dir)}, base=saved)
 
 
 class Trainer:
