@@ -163,11 +163,28 @@ def test_wrong_types_and_keys(key, value, message):
         ({"erase": "1.5"}, r"erase must be a probability in \[0, 1\], got 1.5"),
         ({"erase": "0.5", "augment": "false"}, "erase is part of the training augmentation"),
         ({"momentum": "0", "nesterov": "true"}, "nesterov needs a momentum above 0"),
+        ({"momentum": "2"}, r"momentum must be in \[0, 1\), got 2.0"),
+        ({"momentum": "1"}, r"momentum must be in \[0, 1\), got 1.0"),
+        ({"momentum": "-0.1"}, r"momentum must be in \[0, 1\), got -0.1"),
+        ({"milestones": "48000,32000"},
+         r"milestones must increase, each given once, got \[48000.0, 32000.0\]"),
+        ({"milestones": "32000,32000"}, "milestones must increase, each given once"),
+        ({"schedule": "plateau", "milestones": "2,1"}, "milestones must increase"),
+        ({"milestones": "32000,64000"},
+         r"milestones must be inside the run \(64000 iterations\), got \[32000.0, 64000.0\]"),
+        ({"epochs": "5", "milestones": "32000,48000"},
+         r"milestones must be inside the run \(5 epochs\)"),
     ],
 )
 def test_bad_values(overrides, message):
     with pytest.raises(ReslabError, match=message):
         resolve(overrides)
+
+
+def test_milestones_past_the_end_only_matter_to_the_step_schedule():
+    assert resolve({"schedule": "plateau", "iters": "100", "milestones": "50,200"}).milestones == [
+        50, 200]
+    assert resolve({"momentum": "0"}).momentum == 0
 
 
 def test_toml_errors(tmp_path):

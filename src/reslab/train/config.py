@@ -62,14 +62,15 @@ class TrainConfig:
     # Optimisation (Sec. 3.4, 4.2).
     batch_size: int = _opt(128, "global mini-batch size")
     lr: float = _opt(0.1, "initial learning rate")
-    momentum: float = _opt(0.9, "SGD momentum")
+    momentum: float = _opt(0.9, "SGD momentum, in [0, 1)")
     weight_decay: float = _opt(1e-4, "weight decay")
     nesterov: bool = _opt(False, "Nesterov momentum (not in the paper)")
     iters: int = _opt(64000, "training iterations (Sec. 4.2: 64k)")
     epochs: float | None = _opt(None, "train this many epochs instead of --iters")
     schedule: str = _opt("step", f"learning-rate schedule: {', '.join(SCHEDULES)}")
     milestones: list[float] = _opt(
-        [32000, 48000], "where the lr is divided (step): iterations, or epochs with --epochs"
+        [32000, 48000], "where the lr is divided (step): increasing iterations inside the run, "
+        "or epochs with --epochs"
     )
     lr_decay: float = _opt(0.1, "factor applied at each milestone / plateau")
     plateau_patience: int = _opt(3, "evaluations without improvement before dividing (plateau)")
@@ -320,12 +321,11 @@ def validate(config: TrainConfig) -> None:
             raise ReslabError(f"{key} must be positive, got {value}")
     if config.epochs is not None and config.epochs <= 0:
         raise ReslabError(f"epochs must be positive, got {config.epochs}")
-    for key in ("momentum", "weight_decay", "label_smoothing", "precise_bn", "pad", "workers",
-                "monitor"):
+    for key in ("weight_decay", "label_smoothing", "precise_bn", "pad", "workers", "monitor"):
         if getattr(config, key) < 0:
             raise ReslabError(f"{key} must not be negative, got {getattr(config, key)}")
-    if any(m < 0 for m in config.milestones):
-        raise ReslabError(f"milestones must not be negative, got {config.milestones}")
+    if not 0 <= config.momentum < 1:
+        raise ReslabError(f"momentum must be in [0, 1), got {config.momentum}")
     if not 0 <= config.seed < 2**63:
         raise ReslabError(f"seed must be in [0, 2**63), got {config.seed}")
     if config.label_smoothing >= 1:
@@ -347,13 +347,33 @@ def validate(config: TrainConfig) -> None:
         raise ReslabError(f"lr_decay must be in (0, 1], got {config.lr_decay}")
     if not 0 < config.warmup_error <= 1:
         raise ReslabError(f"warmup_error must be in (0, 1], got {config.warmup_error}")
+    _validate_milestones(config)
     _validate_ramp(config)
+
+
+def _run_length(config: TrainConfig) -> tuple[float, str]:
+    """The run's length and its unit (``epochs`` or ``iterations``)."""
+    if config.epochs is not None:
+        return config.epochs, "epochs"
+    return config.iters, "iterations"
+
+
+def _validate_milestones(config: TrainConfig) -> None:
+    """The milestones increase, each given once, and a step schedule reaches every one."""
+    milestones = config.milestones
+    if any(m < 0 for m in milestones):
+        raise ReslabError(f"milestones must not be negative, got {milestones}")
+    if any(a >= b for a, b in zip(milestones, milestones[1:])):
+        raise ReslabError(f"milestones must increase, each given once, got {milestones}")
+    length, unit = _run_length(config)
+    if config.schedule == "step" and milestones and milestones[-1] >= length:
+        raise ReslabError(f"milestones must be inside the run ({length:g} {unit}), got "
+                          f"{milestones}")
 
 
 def _validate_ramp(config: TrainConfig) -> None:
     """The linear ramp ends before the run does and is the run's only warm-up."""
-    length, unit = ((config.epochs, "epochs") if config.epochs is not None
-                    else (config.iters, "iterations"))
+    length, unit = _run_length(config)
     if not 0 <= config.lr_ramp < length:
         raise ReslabError(f"lr_ramp must be at least 0 and shorter than the run "
                           f"({length:g} {unit}), got {config.lr_ramp:g}")
