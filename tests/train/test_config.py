@@ -85,6 +85,15 @@ def test_a_length_flag_over_a_saved_run_config(tmp_path):
     assert (back.epochs, back.milestones, back.lr_ramp) == (None, [32000, 48000], 6400)
 
 
+def test_config_folder_is_one_line(tmp_path, capsys):
+    from reslab.cli import main
+
+    assert main(["train", "--config", f"{tmp_path}/"]) == 2
+    assert capsys.readouterr().err == (f"reslab: error: config file {tmp_path} is a folder; give "
+                                       f"a .toml file, e.g. {tmp_path}/config.toml of a run "
+                                       "folder\n")
+
+
 def test_iters_and_epochs_together_are_refused_on_the_command_line(tmp_path, capsys):
     from reslab.cli import main
 
@@ -190,6 +199,9 @@ def test_milestones_past_the_end_only_matter_to_the_step_schedule():
 def test_toml_errors(tmp_path):
     with pytest.raises(ReslabError, match="does not exist"):
         read_toml(tmp_path / "missing.toml")
+    with pytest.raises(ReslabError, match=f"config file {tmp_path} is a folder; give a .toml "
+                                          f"file, e.g. {tmp_path}/config.toml of a run folder"):
+        read_toml(tmp_path)
     bad = tmp_path / "bad.toml"
     bad.write_text("lr = = 1")
     with pytest.raises(ReslabError, match="not valid TOML"):

@@ -212,8 +212,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
     Returns:
         Its keys and values, each checked with :func:`coerce`.
+
+    Raises:
+        ReslabError: A missing file, a folder, not TOML, or a bad key or value.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ReslabError(f"config file {path} is a folder; give a .toml file, e.g. "
+                          f"{path / 'config.toml'} of a run folder")
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
