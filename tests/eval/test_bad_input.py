@@ -29,6 +29,7 @@ def workspace(tmp_path_factory):
     write_checkpoint(root / "resnet20.safetensors", model="resnet20", in_channels=3, size=32)
     write_checkpoint(root / "lenet5.safetensors", model="lenet5", size=32)
     Image.new("L", (28, 28), 128).save(root / "good.png")
+    (root / "image.pth").write_bytes((root / "good.png").read_bytes())
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (root / "file.txt").write_text("a regular file, not a folder")
     save_file(load_file(good), root / "list-meta.safetensors", metadata={"reslab": "[]"})
@@ -53,9 +54,12 @@ CASES = {
                            "checkpoint .*nothing.safetensors does not exist"),
     "truncated checkpoint": (["eval", "{w}/cut.safetensors", "--data", "fashion-mnist",
                               "--data-dir", "{d}"], "cut.safetensors is truncated or corrupt"),
-    **{f"damaged .pth ({name})": (["predict", f"{{w}}/{name}.pth", "{w}/good.png"],
-                                  f"{name}.pth is truncated, corrupt or not a weights-only")
-       for name in ("cut", "text", "empty")},
+    "damaged .pth": (["predict", "{w}/cut.pth", "{w}/good.png"],
+                     "cut.pth is truncated, corrupt or not a weights-only"),
+    **{f"not a checkpoint ({name})": (["predict", f"{{w}}/{name}", "{w}/good.png"],
+                                      f"{name} is not a checkpoint \\(safetensors or torch "
+                                      "state dict\\)$")
+       for name in ("text.pth", "empty.pth", "image.pth")},
     "metadata that is not an object": (["predict", "{w}/list-meta.safetensors", "{w}/good.png"],
                                        "list-meta.safetensors: its reslab metadata is not a JSON "
                                        "object"),

@@ -364,6 +364,26 @@ def test_cli_corrupt_trainer_state(data_dir, tmp_path, capsys):
     assert "truncated or corrupt" in capsys.readouterr().err
 
 
+def test_cli_init_with_a_file_that_is_not_a_checkpoint(data_dir, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "a.png")
+    assert main(["train", "--data-dir", str(data_dir), "--data", "fashion-mnist",
+                 "--out", str(tmp_path / "r"), "--init", str(tmp_path / "a.png")]) == 2
+    assert capsys.readouterr().err == (f"reslab: error: {tmp_path / 'a.png'} is not a checkpoint "
+                                       "(safetensors or torch state dict)\n")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_init_reads_both_torch_save_formats(tmp_path, zipped):
+    state = reslab.create_model("resnet8").state_dict()
+    torch.save(state, tmp_path / "w.pth", _use_new_zipfile_serialization=zipped)
+    read, meta = read_weights(tmp_path / "w.pth")
+    assert meta == {} and read.keys() == state.keys()
+    assert all(torch.equal(read[k], v) for k, v in state.items())
+
+
 def test_cli_init_with_metadata_that_is_not_an_object(data_dir, tmp_path, capsys):
     from safetensors.torch import save_file
 

@@ -105,13 +105,16 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         wrapper is unwrapped.
 
     Raises:
-        ReslabError: Missing, truncated or corrupt file, one that is not a state dict, or
-            reslab metadata that is not a JSON object.
+        ReslabError: Missing file, one of another kind (an image, text), a truncated or corrupt
+            checkpoint, one that is not a state dict, or reslab metadata that is not a JSON
+            object.
     """
     path = Path(path)
     if not path.is_file():
         raise ReslabError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
+    if not _starts_like_a_checkpoint(data):
+        raise ReslabError(f"{path} is not a checkpoint (safetensors or torch state dict)")
     if path.suffix == ".safetensors":
         try:
             state = load_safetensors_bytes(data)
@@ -234,6 +237,12 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ReslabError(f"{path.parent} is not a resumable run: {path.name} is missing")
     return _torch_load(path, f"trainer state {path} is truncated or corrupt")
+
+
+def _starts_like_a_checkpoint(data: bytes) -> bool:
+    """Whether ``data`` begins as a safetensors file (an 8-byte header length, then the JSON
+    header) or a ``torch.save`` file (a zip archive, or the legacy format's pickle) does."""
+    return data[8:9] == b"{" or data.startswith((b"PK\x03\x04", b"\x80"))
 
 
 def _torch_load(source: str | Path | io.BytesIO, failure: str) -> Any:
