@@ -112,3 +112,22 @@ def test_feature_maps_are_each_stages_first_channels(tmp_path, drawn):
             (shown,) = axes[4 * row + i].get_images()
             torch.testing.assert_close(torch.as_tensor(shown.get_array().data),
                                        output[0, i].float())
+
+
+def test_feature_maps_are_capped_at_the_widest_stage(tmp_path, drawn):
+    """More maps than any stage has channels: as many columns as the widest stage (resnet8's
+    64), each stage's channels drawn and the rest of its row blank."""
+    from PIL import Image
+
+    from reslab.commands.show import feature_maps_png
+
+    path = write_checkpoint(tmp_path / "w.safetensors")  # resnet8: 16, 16, 32, 64 channels
+    image = tmp_path / "shoe.png"
+    Image.new("L", (28, 28), 90).save(image)
+    assert feature_maps_png(str(path), str(image), maps=100_000) == b"png"
+    (fig,) = drawn
+    assert len(fig.axes) == 64 * 4
+    drawn_per_row = [sum(bool(ax.get_images()) for ax in fig.axes[64 * row:64 * (row + 1)])
+                     for row in range(4)]
+    assert drawn_per_row == [16, 16, 32, 64]
+    assert fig._suptitle.get_text() == "resnet8: first 64 maps of each stage"

@@ -38,7 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub.add_argument("image", metavar="IMAGE", help="image file")
     sub.add_argument("-o", "--output", default="maps.png", help="PNG to write (default maps.png)")
     sub.add_argument("--maps", type=int, default=8,
-                     help="feature maps shown per stage (default 8)")
+                     help="feature maps shown per stage (default 8; at most the widest "
+                     "stage's channels)")
     sub.set_defaults(func=run)
 
 
@@ -142,7 +143,8 @@ def feature_maps_png(checkpoint: str, image: str, *, maps: int = 8,
         checkpoint: A run folder, a weights file written by reslab, or (with ``model``) a
             torchvision-style state dict.
         image: An image file (preprocessed as the model's training data was).
-        maps: Channels shown per stage.
+        maps: Channels shown per stage, at most the widest stage's channel count (a row of
+            a narrower stage ends with blank panels).
         model: Architecture of a state dict without reslab metadata (see :func:`reslab.load`).
 
     Returns:
@@ -157,6 +159,7 @@ def feature_maps_png(checkpoint: str, image: str, *, maps: int = 8,
         raise ReslabError(f"{checkpoint}: {predictor.model_name} has no stages to show")
     x = predictor.preprocess([Path(image)])  # (1, C, H, W)
     stages = stage_outputs(predictor.model, x)  # name -> (1, C_s, H_s, W_s)
+    maps = min(maps, max(output.shape[1] for output in stages.values()))
     plt = pyplot()
     fig, axes = plt.subplots(len(stages), maps, figsize=(maps * 1.1, len(stages) * 1.25),
                              dpi=110, squeeze=False)
