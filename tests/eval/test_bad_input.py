@@ -4,6 +4,7 @@
 import io
 import os
 import re
+import warnings
 
 import pytest
 import torch
@@ -145,3 +146,19 @@ def test_damaged_image_read_by_a_worker_is_one_line(workspace, tmp_path, capsys)
     assert err.count("\n") == 1 and "Traceback" not in err and "worker" not in err, err
     assert re.fullmatch(r"reslab: error: .*zz-cut.png: cannot decode image .*; "
                         r"`reslab data verify` lists damaged files\n", err), err
+
+
+def test_a_folder_of_other_classes_fails_before_any_worker_is_set_up(workspace, tmp_path, capsys):
+    """The class check comes before the DataLoader is made: torch's warning about more workers
+    than cores never precedes the error."""
+    for name in ("a", "b"):  # the checkpoint has three classes
+        (tmp_path / "test" / name).mkdir(parents=True)
+        Image.new("L", (28, 28), 100).save(tmp_path / "test" / name / "x.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["eval", str(workspace / "model.safetensors"), "--data", "folder",
+                     "--data-dir", str(tmp_path), "--split", "test",
+                     "--workers", str(4 * (os.cpu_count() or 1))]) == 2
+    assert [str(w.message) for w in caught] == []
+    assert capsys.readouterr().err == (f"reslab: error: {workspace / 'model.safetensors'} has 3 "
+                                       "classes but folder has 2\n")

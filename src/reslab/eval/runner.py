@@ -198,7 +198,6 @@ def run_evaluation(
         classes, loader, prepare = folder_split(predictor, info, data_dir, split,
                                                 protocol=protocol, batch_size=batch_size,
                                                 workers=workers)
-    check_classes(predictor, classes, data=data)
     if precise_bn:
         predictor = copy.copy(predictor)
         predictor.model = copy.deepcopy(predictor.model)
@@ -243,7 +242,7 @@ def small_split(
     """A small data set's split on the device ([0, 1] batches) and the normalisation step.
 
     Args:
-        predictor: The loaded checkpoint (its input shape, device and preprocessing).
+        predictor: The loaded checkpoint (its input shape, classes, device and preprocessing).
         info: The data set.
         data_dir: Folder holding it (None: reslab's default search).
         split: The split to read.
@@ -251,6 +250,9 @@ def small_split(
 
     Returns:
         ``(classes, loader, prepare)``: ``prepare(images, labels)`` gives the model's batch.
+
+    Raises:
+        ReslabError: The checkpoint takes images of another shape, or has other classes.
     """
     arrays = load_arrays(info.name, data_dir, split)
     shape = (predictor.in_channels, *predictor.input_size)
@@ -259,6 +261,7 @@ def small_split(
             f"{predictor.source} takes {'x'.join(map(str, shape))} images, {info.name} has "
             f"{'x'.join(map(str, arrays.images.shape[1:]))}"
         )
+    check_classes(predictor, arrays.classes, data=info.name)
     loader = TensorLoader(arrays.images, arrays.labels, batch_size=batch_size,
                           device=predictor.device, train=False)
     return arrays.classes, loader, lambda images, labels: (
@@ -307,6 +310,9 @@ def folder_split(
     Returns:
         ``(classes, loader, prepare)``: ``prepare(images, labels)`` moves a batch to the
         device; uncropped views of different sizes stay lists of [C, H, W] tensors.
+
+    Raises:
+        ReslabError: The checkpoint has other classes (checked before any worker starts).
     """
     # center: the predictor's own view (a CIFAR-style net, per-pixel mean, sees the whole image
     # at its input size); 10-crop: 256 for 224 crops
@@ -316,6 +322,7 @@ def folder_split(
         resize=None if protocol == "multiscale" else resize, crop=protocol == "center")
     dataset = get_dataset(info.name, data_dir, split,
                           transform=v2.Compose([v2.ToDtype(torch.float32, scale=True), view]))
+    check_classes(predictor, list(dataset.classes), data=info.name)
     device = predictor.device
     if protocol == "center":
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
