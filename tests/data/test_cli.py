@@ -69,6 +69,27 @@ def test_verify_folder_tree(tmp_path, capsys):
     assert out.endswith("ok\n")
 
 
+def test_verify_reports_a_file_named_as_an_image_that_is_not_one_as_corrupt(tmp_path, capsys):
+    """A .png of other bytes is a corrupt image (named, counted), not a non-image file."""
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("RGB", (5, 4), "red").save(tmp_path / "train" / name / "x.png")
+    (tmp_path / "train" / "a" / "notes.txt").write_text("a non-image file: skipped")
+    (tmp_path / "train" / "b" / "bad.png").write_bytes(b"not an image at all")
+    (tmp_path / "train" / "b" / "cut.jpg").write_bytes(b"")
+    assert main(["data", "verify", "folder", "--data-dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == (
+        f"reslab: error: {tmp_path}/train/b/bad.png: corrupt or unreadable image (not a JPEG, PNG "
+        f"or WebP file, despite its name); {tmp_path}/train has 2 such file(s)")
+    (tmp_path / "train" / "b" / "bad.png").unlink()
+    (tmp_path / "train" / "b" / "cut.jpg").unlink()
+    assert main(["data", "verify", "folder", "--data-dir", str(tmp_path)]) == 0
+    assert "train: 2 images decoded, 2 classes, 1 non-image files skipped" in (
+        capsys.readouterr().out)
+
+
 @needs_fashion
 def test_a_named_data_dir_is_used_alone_and_get_copies_the_system_copy(tmp_path, capsys,
                                                                        monkeypatch):

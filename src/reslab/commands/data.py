@@ -62,7 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "and its content by MD5: every (Fashion-)MNIST file's decoded content; for CIFAR the "
         "archive, if it is kept in the data dir (no official per-file checksums exist; "
         "without it only the records' structure and counts are checked); image trees: every "
-        "image decoded. Exit status 2 with one line on the first problem.",
+        "image decoded, and a file named as an image that is not a readable one is corrupt. "
+        "Exit status 2 with one line on the first problem.",
     )  # fmt: skip
     show = _add_action(
         actions, "show", run_show, summary="write a labelled grid of samples as a PNG",

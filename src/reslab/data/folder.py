@@ -5,8 +5,9 @@ scan: a file counts as an image when its extension is one of :data:`IMAGE_EXTENS
 first bytes are a JPEG, PNG or WebP signature (so ``README.txt``, ``.DS_Store``, empty or
 unreadable files never reach the training loop). An image whose body is damaged past its
 header raises :class:`ReslabError` naming the file when it is decoded; ``reslab data verify``
-decodes every image to find such files before training. A class folder with no images is an
-error (its label would silently never occur).
+decodes every image to find such files before training, and fails on a skipped file named as an
+image (:func:`damaged_images`). A class folder with no images is an error (its label would
+silently never occur).
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ def split_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     for path in paths:
         (images if is_image(path) else skipped).append(path)
     return images, skipped
+
+
+def damaged_images(skipped: Sequence[Path]) -> list[Path]:
+    """The skipped files named as images (an image extension, but not a readable JPEG, PNG or
+    WebP file): corrupt or unreadable images rather than files of another kind.
+
+    Args:
+        skipped: Files that :func:`split_images` left out.
+
+    Returns:
+        Those with an extension of :data:`IMAGE_EXTENSIONS`, in their order.
+    """
+    return [path for path in skipped if path.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def _files_under(folder: Path) -> list[Path]:

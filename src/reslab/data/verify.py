@@ -6,8 +6,8 @@ official release by MD5: each (Fashion-)MNIST file's decoded content (so a raw o
 copy, such as Debian's, is checked as fully as the official ``.gz``); for CIFAR, whose release
 publishes only the archive's MD5, the archive if it is still in the data dir (and then each
 unpacked file against its member in the archive), else only the records' structure and counts,
-as the report says. Image trees are scanned and every image
-decoded.
+as the report says. Image trees are scanned and every image decoded; a file named as an image
+that is not a readable one is reported as corrupt.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from reslab.data import cifar, idx, imagenet
 from reslab.data.base import progress
 from reslab.data.datasets import ARRAY_FORMATS, OFFICIAL_SPLITS, find_files, get_dataset
 from reslab.data.download import md5_file, md5_stream
-from reslab.data.folder import decode_file
+from reslab.data.folder import damaged_images, decode_file
 from reslab.data.registry import DatasetInfo, data_root, dataset_info
 from reslab.errors import ReslabError
 
@@ -133,6 +133,10 @@ def _verify_images(info: DatasetInfo, root: Path) -> list[str]:
     lines = [f"{info.name} in {base}"]
     for split in splits:
         dataset = get_dataset(info.name, root, split)
+        if damaged := damaged_images(dataset.skipped):
+            raise ReslabError(f"{damaged[0]}: corrupt or unreadable image (not a JPEG, PNG or "
+                              f"WebP file, despite its name); {base / split} has "
+                              f"{len(damaged)} such file(s)")
         paths = [path for path, _ in dataset.samples]
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             for _ in progress(pool.map(decode_file, paths), total=len(paths), desc=split):
