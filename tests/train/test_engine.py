@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -138,7 +139,60 @@ def test_resume_is_exact(data_dir, tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     rows = list(csv.DictReader(open(resumed.run_dir / "metrics.csv")))
-    assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 3, 4, 6, 8]
+    assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 4, 6, 8]
+
+
+def logged(run_dir):
+    """metrics.csv's rows without the clock's column (images/s)."""
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert all(float(r["images_per_s"]) > 0 for r in rows if r["train_error"])
+    return [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("keys", "stop_at", "how"),
+    [
+        ({}, 3, "stop_after"),  # in the middle of a log window
+        ({"lr_ramp": 6}, 3, "sigterm"),
+        ({"warmup_lr": 0.01, "log_every": 3}, 4, "stop_after"),  # at an evaluation, mid-window
+    ],
+)
+def test_stopped_and_resumed_run_logs_the_rows_of_a_straight_run(keys, stop_at, how, data_dir,
+                                                                 tmp_path, monkeypatch):
+    """The training loss and error of the log window a stop cuts are saved, not logged early
+    (the ResNet-110 warm-up ends on a logged error): the rows of an uninterrupted run."""
+    common = dict(TINY, **keys, data_dir=str(data_dir), progress=False)
+    train(**common, out=str(tmp_path / "straight"))
+    split = tmp_path / "split"
+    if how == "sigterm":  # sent while iteration stop_at runs (lr is asked for 0-based ones)
+        lr = engine.LRSchedule.lr
+
+        def signalling(schedule, iteration):
+            if iteration == stop_at - 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return lr(schedule, iteration)
+
+        monkeypatch.setattr(engine.LRSchedule, "lr", signalling)
+        stopped = train(**common, out=str(split))
+        monkeypatch.undo()
+    else:
+        stopped = train(**common, out=str(split), stop_after=stop_at)
+    assert stopped.iteration == stop_at and not stopped.finished
+    window = torch.load(split / "trainer_state.pt", weights_only=True)["log_window"]
+    assert window["seen"] == 16 * (stop_at % common["log_every"]) and window["seconds"] > 0
+    assert train(resume=split, progress=False).finished
+    assert logged(split) == logged(tmp_path / "straight")
+
+
+def test_trainer_state_without_log_window_resumes(data_dir, tmp_path):
+    """Files of older versions: the first row after the resume averages the steps it saw."""
+    out = tmp_path / "run"
+    train(**TINY, data_dir=str(data_dir), out=str(out), stop_after=3, progress=False)
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    del state["log_window"]
+    torch.save(state, out / "trainer_state.pt")
+    assert train(resume=out, progress=False).finished
+    assert [r["iteration"] for r in logged(out) if r["train_error"]] == ["2", "4", "6", "8"]
 
 
 def test_a_folder_has_one_writer(data_dir, tmp_path, capsys):

@@ -6,8 +6,9 @@ for an exact resume, and loading of foreign checkpoints for fine-tuning.
   preprocessing (the per-pixel mean of Sec. 4.2 for the small data sets, the per-channel
   ImageNet mean and std for image folders). ``torchvision.models.resnet50()`` loads the
   weights of ``resnet50 --variant v1.5`` with ``load_state_dict(safetensors.torch.load_file(p))``.
-- ``trainer_state.pt``: model, optimizer, schedule, data position and RNG states in one file,
-  readable with ``torch.load(weights_only=True)``; one file, so a resume is always consistent.
+- ``trainer_state.pt``: model, optimizer, schedule, data position, RNG states and the sums of
+  the open log window in one file, readable with ``torch.load(weights_only=True)``; one file, so
+  a resume is always consistent.
 
 Every file is written to a temporary name and renamed (:mod:`reslab.io`): a run killed at any
 moment leaves the previous complete checkpoint readable.

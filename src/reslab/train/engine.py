@@ -230,6 +230,7 @@ class Trainer:
         self.bn_batches = None  # precise-BN batches, started at the first evaluation
         self.best_val_error: float | None = None
         self.last_eval: dict[str, EvalResult] = {}
+        self.log_window = LogWindow(self.device)
         if resume:
             self._load_state(out / "trainer_state.pt")
         refusal = None
@@ -284,9 +285,11 @@ class Trainer:
             self.average.module.load_state_dict(state["average"])
         self.iteration = state["iteration"]
         self.best_val_error = state["best_val_error"]
-        if self.is_main:  # the other ranks keep their own seeds (seed + rank)
+        if self.is_main:  # the other ranks keep their own seeds (seed + rank), and empty windows
             torch.set_rng_state(state["rng"]["torch"])
             random.setstate(state["rng"]["python"])
+            if state.get("log_window") is not None:  # absent in files of older reslab versions
+                self.log_window.load_state_dict(state["log_window"])
 
     def checkpoint_meta(self, **extra: Any) -> dict[str, Any]:
         """The metadata stored in every weights file (what ``reslab.load`` needs).
@@ -328,15 +331,13 @@ class Trainer:
         cfg = self.config
         loader = self.inputs.train
         step = self.step
+        window = self.log_window
         end = self.total_iters if stop_after is None else min(self.total_iters,
                                                               self.iteration + stop_after)
-        loss_sum = torch.zeros((), device=self.device)
-        wrong_sum = torch.zeros((), dtype=torch.int64, device=self.device)
-        seen = 0
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.show_progress,
                    desc=f"{cfg.model} on {cfg.data}", unit="it", dynamic_ncols=True)
         batches = endless(loader)
-        tic = time.perf_counter()
+        window.start_clock()
         # The run folder is handed back (writer.json removed) however the loop ends.
         with self.run_dir, _stop_requests(distributed=self.world_size > 1,
                                           announce=self.is_main) as stop:
@@ -349,23 +350,23 @@ class Trainer:
                     self.average.update(self.iteration)
                 if self.monitor is not None:
                     self.monitor.after_step(self.iteration)
-                loss_sum += loss.detach() * labels.numel()  # stays on the device: no sync
-                wrong_sum += (logits.detach().argmax(1) != labels).sum()
-                seen += labels.numel()
+                window.add(loss, logits, labels)
                 bar.update(1)
 
-                if self.iteration % cfg.log_every == 0 or self.iteration == end:
-                    elapsed = time.perf_counter() - tic
+                # A stop logs nothing: the window goes on after the resume (saved in the
+                # checkpoint), so a stopped and resumed run logs the rows of a straight one.
+                if self.iteration % cfg.log_every == 0 or self.iteration == self.total_iters:
+                    elapsed = window.elapsed()
                     loss_total, wrong_total, count, stop_votes = sum_over_ranks(
-                        [loss_sum, wrong_sum, seen, stop.signalled], device=self.device)
+                        [window.loss, window.wrong, window.seen, stop.signalled],
+                        device=self.device)
                     stop.requested = stop.requested or stop_votes > 0  # every rank agrees
                     row = {"iteration": self.iteration, "epoch": self.epoch, "lr": lr,
                            "train_loss": loss_total / count, "train_error": wrong_total / count,
                            "images_per_s": count / elapsed}
                     self.schedule.observe_train_error(row["train_error"])
                     self._report(row, bar)
-                    loss_sum.zero_(), wrong_sum.zero_()
-                    seen, tic = 0, time.perf_counter()
+                    window.clear()
                 if self.iteration % cfg.eval_every == 0 or self.iteration == self.total_iters:
                     self._evaluate_and_checkpoint(lr, bar)
             if self.iteration % cfg.eval_every and self.iteration < self.total_iters:
@@ -430,7 +431,9 @@ class Trainer:
         self.run_dir.draw_curves(f"{self.config.model} on {self.config.data}")
 
     def _checkpoint(self, *, best: bool = False) -> None:
-        """Write last.safetensors (and best.safetensors), then the trainer state."""
+        """Write last.safetensors (and best.safetensors), then the trainer state (every rank
+        calls it: the log window is summed over the ranks)."""
+        log_window = self.log_window.state_dict()
         if not self.is_main:
             return
         meta = self.checkpoint_meta(
@@ -448,7 +451,72 @@ class Trainer:
             "bn_loader": self.inputs.bn_loader.state_dict() if self.inputs.bn_loader else None,
             "best_val_error": self.best_val_error,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "log_window": log_window,
         })
+
+
+class LogWindow:
+    """The training loss and error summed since the last log line, with its images and clock
+    time. The sums stay on the device (no sync per step); every checkpoint saves them, so that
+    a run stopped between two log lines logs, once resumed, the rows of an uninterrupted run.
+
+    Args:
+        device: Where the sums are kept.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)  # summed over the images
+        self.wrong = torch.zeros((), dtype=torch.int64, device=device)
+        self.clear()
+
+    def clear(self) -> None:
+        """Start a new window (after a log line)."""
+        self.loss.zero_(), self.wrong.zero_()
+        self.seen = 0
+        self.seconds = 0.0  # before :meth:`start_clock`
+        self.start_clock()
+
+    def start_clock(self) -> None:
+        """Count time from now on (a resumed window keeps the seconds it had)."""
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one step.
+
+        Args:
+            loss: The step's mean loss, 0-dim.
+            logits: (B, num_classes).
+            labels: (B,) int64.
+        """
+        self.loss += loss.detach() * labels.numel()
+        self.wrong += (logits.detach().argmax(1) != labels).sum()
+        self.seen += labels.numel()
+
+    def elapsed(self) -> float:
+        """Seconds of training in the window."""
+        return self.seconds + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, float | int]:
+        """The window summed over the ranks (a collective: every rank calls it), for the trainer
+        state.
+
+        Returns:
+            ``loss`` (summed over the images), ``wrong``, ``seen`` and ``seconds``.
+        """
+        loss, wrong, seen = sum_over_ranks([self.loss, self.wrong, self.seen],
+                                           device=self.loss.device)
+        return {"loss": loss, "wrong": int(wrong), "seen": int(seen), "seconds": self.elapsed()}
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        """Continue a saved window (on rank 0; the other ranks start empty, as the sums over
+        the ranks are what is logged).
+
+        Args:
+            state: From :meth:`state_dict`.
+        """
+        self.loss.fill_(state["loss"])
+        self.wrong.fill_(state["wrong"])
+        self.seen, self.seconds = state["seen"], state["seconds"]
 
 
 @contextmanager
