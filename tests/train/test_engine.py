@@ -195,6 +195,31 @@ def test_trainer_state_without_log_window_resumes(data_dir, tmp_path):
     assert [r["iteration"] for r in logged(out) if r["train_error"]] == ["2", "4", "6", "8"]
 
 
+def test_a_run_killed_before_its_first_checkpoint_starts_again(data_dir, tmp_path, capsys):
+    """--resume says how to start it again; doing so keeps none of the dead run's logs."""
+    run = tmp_path / "run"
+    train(**TINY, monitor=2, data_dir=str(data_dir), out=str(run), stop_after=3, progress=False)
+    for name in ("trainer_state.pt", "last.safetensors"):  # as if killed at iteration 3
+        (run / name).unlink()
+    assert (run / "monitor.csv").is_file() and list(run.glob("tensorboard/events.*"))
+    assert main(["train", "--resume", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"reslab: error: {run} has no checkpoint to resume from (no trainer_state.pt); start it "
+        f"again with --config {run / 'config.toml'} --out {run}\n")
+    assert main(["train", "--config", str(run / "config.toml"), "--out", str(run),
+                 "--monitor", "0", "--no-progress"]) == 0
+    assert not (run / "monitor.csv").exists()
+    straight = train(**TINY, data_dir=str(data_dir), out=str(tmp_path / "straight"),
+                     progress=False)
+    assert logged(run) == logged(straight.run_dir)
+    (events,) = run.glob("tensorboard/events.*")  # the dead run's file is gone
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("train_error")] == [2, 4, 6, 8]
+
+
 def test_a_folder_has_one_writer(data_dir, tmp_path, capsys):
     """A second trainer is refused while the folder's writer lives (one line, also through
     --nproc's launcher); once it is gone the folder resumes, and is handed back at the end."""
@@ -380,7 +405,7 @@ def test_cli_missing_root_and_bad_resume(tmp_path, capsys):
     assert "reslab: error:" in capsys.readouterr().err
     (tmp_path / "notarun").mkdir()
     assert main(["train", "--resume", str(tmp_path / "notarun")]) == 2
-    assert "is not a run folder" in capsys.readouterr().err
+    assert "is not a run folder (no config.toml)" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "missing" / "run")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -242,9 +242,8 @@ def ensure_run(folder: Path, config: dict[str, Any], *, progress: bool | None = 
             result = train(resume=folder, progress=progress, device=config.get("device", "auto"))
             return _check_finished(folder, result)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    # Nothing to resume from: start afresh (metrics of a run killed before its first
-    # checkpoint would otherwise be appended to).
-    (folder / "metrics.csv").unlink(missing_ok=True)
+    # Nothing to resume from: a new run (which clears the logs of a run killed before its
+    # first checkpoint).
     result = train({**config, "out": str(folder)}, progress=progress)
     return _check_finished(folder, result)
 

@@ -126,11 +126,15 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
         The resolved configuration.
 
     Raises:
-        ReslabError: Not a run folder, or ``overrides`` change the global batch or any other
-            key that shapes the training (refused rather than ignored).
+        ReslabError: Not a run folder, one without a checkpoint (the message says how to
+            start it again), or ``overrides`` change the global batch or any other key that
+            shapes the training (refused rather than ignored).
     """
-    if not (run_dir / "config.toml").is_file() or not (run_dir / "trainer_state.pt").is_file():
-        raise ReslabError(f"{run_dir} is not a run folder (no config.toml and trainer_state.pt)")
+    if not (run_dir / "config.toml").is_file():
+        raise ReslabError(f"{run_dir} is not a run folder (no config.toml)")
+    if not (run_dir / "trainer_state.pt").is_file():
+        raise ReslabError(f"{run_dir} has no checkpoint to resume from (no trainer_state.pt); "
+                          f"start it again with --config {run_dir / 'config.toml'} --out {run_dir}")
     saved = read_toml(run_dir / "config.toml")
     batch = coerce("batch_size", overrides.get("batch_size", saved["batch_size"]))
     if batch != saved["batch_size"]:

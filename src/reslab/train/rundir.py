@@ -80,6 +80,8 @@ class RunDir:
         enabled: False on non-zero ranks: every method then does nothing.
         resume_iteration: When resuming, drop metrics logged after this iteration (they belong
             to training that the checkpoint does not contain) and purge later TensorBoard events.
+            None: a new run, which removes the logs (metrics, monitor, TensorBoard events,
+            curves) that a run killed before its first checkpoint left in the folder.
     """
 
     def __init__(self, folder: str | Path, *, enabled: bool = True,
@@ -99,7 +101,9 @@ class RunDir:
         claim_writer(self.folder)
         self.metrics_path = self.folder / "metrics.csv"
         try:
-            if resume_iteration is not None:
+            if resume_iteration is None:
+                self._clear_logs()
+            else:
                 self._truncate_metrics(resume_iteration)
             from torch.utils.tensorboard import SummaryWriter
 
@@ -175,6 +179,13 @@ class RunDir:
         if self.enabled:
             for key, value in values.items():
                 self._writer.add_scalar(key, value, step)
+
+    def _clear_logs(self) -> None:
+        """Remove the logs of an earlier run that left no checkpoint."""
+        for name in ("metrics.csv", "monitor.csv", "curves.png"):
+            self.path(name).unlink(missing_ok=True)
+        for events in self.path("tensorboard").glob("events.out.tfevents.*"):
+            events.unlink()
 
     def _truncate_metrics(self, iteration: int) -> None:
         kept = [r for r in read_metrics(self.metrics_path) if int(r["iteration"]) <= iteration]
