@@ -76,3 +76,13 @@ def test_resume_with_average_is_exact(data_dir, tmp_path):
     b = load_file(resumed.run_dir / "last.safetensors")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_without_the_average_is_refused(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train(**EMA, data_dir=str(data_dir), out=str(out), stop_after=1, progress=False)
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    torch.save({**state, "average": None}, out / "trainer_state.pt")
+    with pytest.raises(reslab.ReslabError, match=r"trainer_state.pt holds no weight average for "
+                                                 r"--ema$"):
+        train(resume=out, progress=False)

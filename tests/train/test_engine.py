@@ -184,12 +184,14 @@ def test_stopped_and_resumed_run_logs_the_rows_of_a_straight_run(keys, stop_at, 
     assert logged(split) == logged(tmp_path / "straight")
 
 
-def test_trainer_state_without_log_window_resumes(data_dir, tmp_path):
-    """Files of older versions: the first row after the resume averages the steps it saw."""
+def test_trainer_state_of_an_older_version_resumes(data_dir, tmp_path):
+    """Files without the keys added later (the --ema average, the precise-BN loader, the log
+    window): the first row after the resume averages the steps it saw."""
     out = tmp_path / "run"
     train(**TINY, data_dir=str(data_dir), out=str(out), stop_after=3, progress=False)
     state = torch.load(out / "trainer_state.pt", weights_only=True)
-    del state["log_window"]
+    for key in ("average", "bn_loader", "log_window"):
+        del state[key]
     torch.save(state, out / "trainer_state.pt")
     assert train(resume=out, progress=False).finished
     assert [r["iteration"] for r in logged(out) if r["train_error"]] == ["2", "4", "6", "8"]
@@ -461,6 +463,31 @@ def test_init_reads_both_torch_save_formats(tmp_path, zipped):
     read, meta = read_weights(tmp_path / "w.pth")
     assert meta == {} and read.keys() == state.keys()
     assert all(torch.equal(read[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda s: {k: v for k, v in s.items() if k not in ("rng", "schedule")},
+         "is not one reslab wrote: missing keys schedule, rng"),
+        (lambda s: {**s, "iteration": "3", "rng": {"torch": s["rng"]["torch"]},
+                    "log_window": [0.5, 1]},
+         "is not one reslab wrote: missing keys rng.python; keys of the wrong type iteration, "
+         "log_window"),
+        (lambda s: {**s, "log_window": {**s["log_window"], "seen": 1.5}, "average": 1},
+         "is not one reslab wrote: keys of the wrong type average, log_window.seen"),
+        (lambda s: [s], "is not a dict (a file reslab did not write?)"),
+    ],
+)
+def test_cli_trainer_state_with_missing_or_wrong_keys(damage, problem, data_dir, tmp_path,
+                                                      capsys):
+    out = tmp_path / "run"
+    train(**TINY, data_dir=str(data_dir), out=str(out), stop_after=1, progress=False)
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    torch.save(damage(state), out / "trainer_state.pt")
+    assert main(["train", "--resume", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"reslab: error: trainer state {out / 'trainer_state.pt'} {problem}\n")
 
 
 def test_cli_init_with_metadata_that_is_not_an_object(data_dir, tmp_path, capsys):

@@ -43,6 +43,18 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 FORMAT = "reslab-1"
 
+# What trainer_state.pt holds, by type (a dict: checked key by key). The optional keys are
+# missing from files of older versions, or None when the run does not use them: the --ema
+# average, the precise-BN loader's position and the open log window.
+TRAINER_STATE = {
+    "iteration": int, "model": dict, "optimizer": dict, "schedule": dict, "loader": dict,
+    "best_val_error": (float, type(None)), "rng": {"torch": torch.Tensor, "python": tuple},
+}
+OPTIONAL_TRAINER_STATE = {
+    "average": dict, "bn_loader": dict,
+    "log_window": {"loss": float, "wrong": int, "seen": int, "seconds": float},
+}
+
 
 def save_weights(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
     """Write the model's weights and ``meta`` as a safetensors file, atomically.
@@ -229,15 +241,50 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
         path: The ``trainer_state.pt`` file.
 
     Returns:
-        The state dict :func:`save_trainer_state` wrote, its tensors on the CPU.
+        The state dict :func:`save_trainer_state` wrote, its tensors on the CPU, with the keys
+        of :data:`TRAINER_STATE` (and any of :data:`OPTIONAL_TRAINER_STATE`) of their types.
 
     Raises:
-        ReslabError: Missing, truncated or corrupt file.
+        ReslabError: Missing, truncated or corrupt file, or one with keys missing or of
+            another type (the message names them).
     """
     path = Path(path)
     if not path.is_file():
         raise ReslabError(f"{path.parent} is not a resumable run: {path.name} is missing")
-    return _torch_load(path, f"trainer state {path} is truncated or corrupt")
+    state = _torch_load(path, f"trainer state {path} is truncated or corrupt")
+    if not isinstance(state, dict):
+        raise ReslabError(f"trainer state {path} is not a dict (a file reslab did not write?)")
+    missing, wrong = _bad_keys(state, TRAINER_STATE)
+    wrong += _bad_keys(state, OPTIONAL_TRAINER_STATE, optional=True)[1]
+    problems = [f"{what} {', '.join(keys)}" for what, keys in
+                (("missing keys", missing), ("keys of the wrong type", wrong)) if keys]
+    if problems:
+        raise ReslabError(f"trainer state {path} is not one reslab wrote: {'; '.join(problems)}")
+    return state
+
+
+def _bad_keys(state: dict[str, Any], spec: dict[str, Any], *, optional: bool = False,
+              prefix: str = "") -> tuple[list[str], list[str]]:
+    """The keys of ``spec`` that ``state`` lacks and those of another type, as dotted names.
+
+    Args:
+        state: A dict read from a file.
+        spec: Key to type (or tuple of types), or to a nested ``spec`` for a dict.
+        optional: The keys may be missing or None.
+        prefix: Put before the names (the nested dict's own name and a dot).
+    """
+    missing, wrong = [], []
+    for key, kind in spec.items():
+        name, value = prefix + key, state.get(key)
+        if key not in state or (optional and value is None):
+            if not optional:
+                missing.append(name)
+        elif isinstance(kind, dict) and isinstance(value, dict):
+            inner_missing, inner_wrong = _bad_keys(value, kind, prefix=f"{name}.")
+            missing, wrong = missing + inner_missing, wrong + inner_wrong
+        elif isinstance(kind, dict) or not isinstance(value, kind):
+            wrong.append(name)
+    return missing, wrong
 
 
 def _starts_like_a_checkpoint(data: bytes) -> bool:

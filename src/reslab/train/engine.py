@@ -286,6 +286,8 @@ class Trainer:
         if self.inputs.bn_loader is not None and state.get("bn_loader"):
             self.inputs.bn_loader.load_state_dict(state["bn_loader"])
         if self.average is not None:
+            if state.get("average") is None:
+                raise ReslabError(f"trainer state {path} holds no weight average for --ema")
             self.average.module.load_state_dict(state["average"])
         self.iteration = state["iteration"]
         self.best_val_error = state["best_val_error"]
