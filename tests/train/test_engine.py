@@ -13,7 +13,7 @@ import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import reslab
 from reslab.cli import main
@@ -25,6 +25,7 @@ from reslab.train.config import TrainConfig, resolve
 from reslab.train.engine import Trainer, train
 from reslab.train.run_lock import live_writer, this_process
 from reslab.train.rundir import RunDir
+from tests.checkpoint_fixtures import write_checkpoint
 from tests.data.formats import write_cifar10
 from tests.data_fixtures import write_tiny_fashion_mnist
 
@@ -491,8 +492,6 @@ def test_cli_trainer_state_with_missing_or_wrong_keys(damage, problem, data_dir,
 
 
 def test_cli_init_with_metadata_that_is_not_an_object(data_dir, tmp_path, capsys):
-    from safetensors.torch import save_file
-
     weights = {k: v.contiguous() for k, v in reslab.create_model("resnet8").state_dict().items()}
     save_file(weights, tmp_path / "odd.safetensors", metadata={"reslab": "[1, 2]"})
     assert main(["train", "--data-dir", str(data_dir), "--data", "fashion-mnist",
@@ -501,3 +500,34 @@ def test_cli_init_with_metadata_that_is_not_an_object(data_dir, tmp_path, capsys
     err = capsys.readouterr().err
     assert err == (f"reslab: error: checkpoint {tmp_path / 'odd.safetensors'}: its reslab "
                    "metadata is not a JSON object\n")
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"classes": ["a", 2, "c"]}, "classes must be a list of strings"),
+        ({"input_size": [28]}, "input_size must be a list of 2 positive integers"),
+        ({"input_size": [28, 28.0], "iteration": "1"},
+         "input_size must be a list of 2 positive integers; iteration must be a non-negative "
+         "integer"),
+        ({"num_classes": True, "val_error": float("nan")},
+         "num_classes must be a positive integer; val_error must be a finite number"),
+        ({"preprocess": {"kind": "per-pixel-mean", "scale": 1 / 255, "shape": [1],
+                         "mean": [float("inf")]}},
+         "preprocess.mean must be a list of finite numbers"),
+        ({"preprocess": "per-pixel-mean", "model_options": []},
+         "model_options must be an object; preprocess must be an object"),
+    ],
+)
+def test_weights_with_bad_metadata_are_refused_in_one_line(change, problem, tmp_path, capsys):
+    """Metadata of the wrong type or with non-finite numbers fails where it is read, naming
+    the file, not later inside the model or the preprocessing."""
+    state, meta = read_weights(write_checkpoint(tmp_path / "good.safetensors"))
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, bad, metadata={"reslab": json.dumps({**meta, **change})})
+    expected = f"checkpoint {bad}: bad reslab metadata: {problem}"
+    with pytest.raises(reslab.ReslabError) as error:
+        read_weights(bad)
+    assert str(error.value) == expected
+    assert main(["predict", str(bad), str(tmp_path / "no-image.png")]) == 2
+    assert capsys.readouterr().err == f"reslab: error: {expected}\n"

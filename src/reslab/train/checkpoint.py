@@ -6,6 +6,7 @@ for an exact resume, and loading of foreign checkpoints for fine-tuning.
   preprocessing (the per-pixel mean of Sec. 4.2 for the small data sets, the per-channel
   ImageNet mean and std for image folders). ``torchvision.models.resnet50()`` loads the
   weights of ``resnet50 --variant v1.5`` with ``load_state_dict(safetensors.torch.load_file(p))``.
+  Reading one checks the types of the metadata's keys (:data:`META_FIELDS`).
 - ``trainer_state.pt``: model, optimizer, schedule, data position, RNG states and the sums of
   the open log window in one file, readable with ``torch.load(weights_only=True)``; one file, so
   a resume is always consistent.
@@ -20,8 +21,10 @@ import inspect
 import io
 import json
 import logging
+import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,53 @@ RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 FORMAT = "reslab-1"
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_positive(value: Any) -> bool:
+    return _is_count(value) and value > 0
+
+
+def _is_string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _list_of(check: Callable[[Any], bool], length: int | None = None) -> Callable[[Any], bool]:
+    return lambda value: (isinstance(value, list) and length in (None, len(value))
+                          and all(map(check, value)))
+
+
+# The keys of a weights file's reslab metadata (Trainer.checkpoint_meta), each optional (older
+# files lack some), with a check and what it expects; a dict: the keys of a nested object.
+PREPROCESS_FIELDS = {
+    "kind": (_is_string, "a string"),
+    "scale": (_is_finite, "a finite number"),
+    "shape": (_list_of(_is_positive), "a list of positive integers"),
+    "mean": (_list_of(_is_finite), "a list of finite numbers"),
+    "std": (_list_of(_is_finite), "a list of finite numbers"),
+}
+META_FIELDS = {
+    "model": (_is_string, "a string"),
+    "model_options": (lambda value: isinstance(value, dict), "an object"),
+    "num_classes": (_is_positive, "a positive integer"),
+    "in_channels": (_is_positive, "a positive integer"),
+    "classes": (_list_of(_is_string), "a list of strings"),
+    "input_size": (_list_of(_is_positive, 2), "a list of 2 positive integers"),
+    "data": (_is_string, "a string"),
+    "preprocess": (PREPROCESS_FIELDS, "an object"),
+    "paper_ref": (_is_string, "a string"),
+    "iteration": (_is_count, "a non-negative integer"),
+    "ema": (_is_finite, "a finite number"),
+    "val_error": (_is_finite, "a finite number"),
+    "test_error": (_is_finite, "a finite number"),
+}
 
 # What trainer_state.pt holds, by type (a dict: checked key by key). The optional keys are
 # missing from files of older versions, or None when the run does not use them: the --ema
@@ -120,7 +170,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     Raises:
         ReslabError: Missing file, one of another kind (an image, text), a truncated or corrupt
             checkpoint, one that is not a state dict, or reslab metadata that is not a JSON
-            object.
+            object or has a key of :data:`META_FIELDS` of another type (a non-finite number,
+            ``classes`` that are not strings, ...).
     """
     path = Path(path)
     if not path.is_file():
@@ -137,6 +188,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             raise ReslabError(f"checkpoint {path} is truncated or corrupt ({exc})") from None
         if not isinstance(meta, dict):
             raise ReslabError(f"checkpoint {path}: its reslab metadata is not a JSON object")
+        problems = _meta_problems(meta, META_FIELDS)
+        if problems:
+            raise ReslabError(f"checkpoint {path}: bad reslab metadata: {'; '.join(problems)}")
     else:
         state = _torch_load(io.BytesIO(data), f"checkpoint {path} is truncated, corrupt or not "
                                               "a weights-only state dict")
@@ -147,6 +201,20 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ReslabError(f"checkpoint {path} does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}, meta
+
+
+def _meta_problems(meta: dict[str, Any], fields: dict[str, Any], prefix: str = "") -> list[str]:
+    """What is wrong with the keys of ``meta`` that ``fields`` describes (the others pass)."""
+    problems = []
+    for key, (check, expected) in fields.items():
+        if key not in meta:
+            continue
+        value, name = meta[key], prefix + key
+        if isinstance(check, dict) and isinstance(value, dict):
+            problems += _meta_problems(value, check, f"{name}.")
+        elif isinstance(check, dict) or not check(value):
+            problems.append(f"{name} must be {expected}")
+    return problems
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
