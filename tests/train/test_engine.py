@@ -223,6 +223,24 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(data_dir, tmp_pat
     assert [e.step for e in accumulator.Scalars("train_error")] == [2, 4, 6, 8]
 
 
+def test_resumes_keep_the_provenance_and_add_theirs(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(**TINY, data_dir=str(data_dir), out=str(out), stop_after=3, progress=False)
+    started = json.loads((out / "run.json").read_text())
+    assert "resumes" not in started
+    monkeypatch.setattr(sys, "argv", ["reslab", "train", "--resume", str(out)])
+    train(resume=out, stop_after=2, progress=False)
+    assert train(resume=out, progress=False).finished
+    provenance = json.loads((out / "run.json").read_text())
+    resumes = provenance.pop("resumes")
+    assert provenance == started  # start time, commit, command, config: the start's
+    assert [r["iteration"] for r in resumes] == [3, 5]
+    for entry in resumes:
+        assert entry["command"] == sys.argv and entry["device"] == "cpu"
+        assert entry["git_commit"] == started["git_commit"] and entry["torch"] == torch.__version__
+        assert entry["time"] >= started["started"]
+
+
 def test_a_folder_has_one_writer(data_dir, tmp_path, capsys):
     """A second trainer is refused while the folder's writer lives (one line, also through
     --nproc's launcher); once it is gone the folder resumes, and is handed back at the end."""

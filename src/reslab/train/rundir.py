@@ -3,7 +3,8 @@
 Layout of ``runs/<name>/``::
 
     config.toml          the resolved configuration (re-run with ``--config``)
-    run.json             git commit, versions, command line, device, start time
+    run.json             git commit, versions, command line, device, start time; each resume's
+                         (time, git commit, command, device, torch, iteration) under ``resumes``
     metrics.csv          iteration, epoch, lr, train loss/error, val/test error, images/s
     tensorboard/         TensorBoard events
     curves.png           error curves drawn like Fig. 4/6 of the paper
@@ -14,6 +15,7 @@ Layout of ``runs/<name>/``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import subprocess
@@ -79,15 +81,17 @@ class RunDir:
         folder: The run folder (created if needed).
         enabled: False on non-zero ranks: every method then does nothing.
         resume_iteration: When resuming, drop metrics logged after this iteration (they belong
-            to training that the checkpoint does not contain) and purge later TensorBoard events.
-            None: a new run, which removes the logs (metrics, monitor, TensorBoard events,
-            curves) that a run killed before its first checkpoint left in the folder.
+            to training that the checkpoint does not contain), purge later TensorBoard events,
+            and record the resume in run.json (:meth:`write_config`). None: a new run, which
+            removes the logs (metrics, monitor, TensorBoard events, curves) that a run killed
+            before its first checkpoint left in the folder.
     """
 
     def __init__(self, folder: str | Path, *, enabled: bool = True,
                  resume_iteration: int | None = None) -> None:
         self.folder = Path(folder)
         self.enabled = enabled
+        self.resume_iteration = resume_iteration
         self._writer = None
         self._closed = False
         if not enabled:
@@ -128,7 +132,8 @@ class RunDir:
 
     def write_config(self, config: dict[str, Any], *, device: str, total_iters: int) -> None:
         """Save the resolved config (TOML) and the run's provenance (JSON), with the run's
-        length in iterations (``epochs`` resolved against the loader).
+        length in iterations (``epochs`` resolved against the loader). A resume keeps the
+        provenance of the start and appends an entry to its ``resumes`` list.
 
         Args:
             config: The resolved config keys.
@@ -139,19 +144,29 @@ class RunDir:
             return
         with atomic_write(self.path("config.toml"), "w") as handle:
             handle.write(dump_toml(config))
-        provenance = {
-            "git_commit": git_commit(),
-            "command": sys.argv,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "device": device,
-            "total_iters": total_iters,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "config": config,
-        }
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        this = {"git_commit": git_commit(), "command": sys.argv, "device": device,
+                "torch": torch.__version__}
+        provenance = self._saved_provenance()
+        if provenance is None:  # a new run (or a resume whose run.json is gone or damaged)
+            provenance = {**this, "started": now, "total_iters": total_iters,
+                          "python": platform.python_version(), "platform": platform.platform(),
+                          "config": config}
+        if self.resume_iteration is not None:
+            provenance.setdefault("resumes", []).append(
+                {"time": now, **this, "iteration": self.resume_iteration})
         with atomic_write(self.path("run.json"), "w") as handle:
             json.dump(provenance, handle, indent=2)
+
+    def _saved_provenance(self) -> dict[str, Any] | None:
+        """The run.json a resume continues, if it reads as one."""
+        if self.resume_iteration is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads(self.path("run.json").read_text())
+            if isinstance(saved, dict) and isinstance(saved.get("resumes", []), list):
+                return saved
+        return None
 
     def log(self, row: dict[str, Any]) -> None:
         """Append one row to metrics.csv and its scalars to TensorBoard.
