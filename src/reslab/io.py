@@ -3,7 +3,8 @@
 Every file reslab writes (checkpoints, downloads, figures, reports) goes through
 :func:`atomic_write`: the bytes go to a temporary file in the destination's folder, which is then
 renamed over the destination with :func:`os.replace` (atomic on POSIX and Windows). A crash or an
-exception leaves the old file (or no file) in place and removes the temporary one.
+exception leaves the old file (or no file) in place and removes the temporary one; what a
+killed process leaves, :func:`remove_temporaries` removes.
 :func:`check_output_path` checks a destination before any work, so that a bad ``-o`` fails at
 once with one line.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import os
 import tempfile
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from reslab.errors import ReslabError
+
+TMP_SUFFIX = ".tmp"  # atomic_write's temporary files: .NAME.<random>.tmp next to NAME
 
 # New files get the usual permissions (0o666 less the umask), not mkstemp's private 0o600.
 _UMASK = os.umask(0)
@@ -49,7 +53,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
     if mode not in ("w", "wb", "wt"):
         raise ValueError(f"atomic_write needs mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         os.chmod(tmp_name, 0o666 & ~_UMASK)
         with open(fd, mode, **open_kwargs) as handle:
@@ -61,6 +65,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def remove_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Remove the temporary files of :func:`atomic_write` for ``names`` in ``folder`` that a
+    process killed before its rename left (kill -9, a lost machine). Call it only while no
+    other process writes those files.
+
+    Args:
+        folder: The folder.
+        names: The destination files' names.
+    """
+    for name in names:
+        for path in Path(folder).glob(f".{glob.escape(name)}.*{TMP_SUFFIX}"):
+            path.unlink(missing_ok=True)
 
 
 def atomic_save_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -239,6 +240,30 @@ def test_resumes_keep_the_provenance_and_add_theirs(data_dir, tmp_path, monkeypa
         assert entry["command"] == sys.argv and entry["device"] == "cpu"
         assert entry["git_commit"] == started["git_commit"] and entry["torch"] == torch.__version__
         assert entry["time"] >= started["started"]
+
+
+def killed_while_writing(path):
+    """Write ``path`` with reslab.io.atomic_write in a process killed (SIGKILL) before the
+    rename: it leaves its temporary file."""
+    code = ("import os, signal, sys\nfrom reslab.io import atomic_write\n"
+            "with atomic_write(sys.argv[1], 'wb') as handle:\n"
+            "    handle.write(b'half'), handle.flush(), os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(reslab.__file__).parents[1]))
+    assert subprocess.run([sys.executable, "-c", code, str(path)], env=env).returncode == -9
+
+
+def test_runs_remove_the_temporary_files_of_a_killed_writer(data_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    killed_while_writing(out / "config.toml")
+    (out / ".notes.txt.abcdefgh.tmp").write_text("not a file of the run: kept")
+    train(**TINY, data_dir=str(data_dir), out=str(out), stop_after=3, progress=False)
+    assert [p.name for p in out.glob(".*.tmp")] == [".notes.txt.abcdefgh.tmp"]
+    for name in ("last.safetensors", "trainer_state.pt"):  # killed while checkpointing
+        killed_while_writing(out / name)
+    assert len(list(out.glob(".*.tmp"))) == 3
+    assert train(resume=out, progress=False).finished
+    assert [p.name for p in out.glob(".*.tmp")] == [".notes.txt.abcdefgh.tmp"]
 
 
 def test_a_folder_has_one_writer(data_dir, tmp_path, capsys):

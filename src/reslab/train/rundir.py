@@ -6,6 +6,7 @@ Layout of ``runs/<name>/``::
     run.json             git commit, versions, command line, device, start time; each resume's
                          (time, git commit, command, device, torch, iteration) under ``resumes``
     metrics.csv          iteration, epoch, lr, train loss/error, val/test error, images/s
+    monitor.csv          per-layer statistics (``--monitor``)
     tensorboard/         TensorBoard events
     curves.png           error curves drawn like Fig. 4/6 of the paper
     last.safetensors     latest weights;   best.safetensors  best by validation error
@@ -33,11 +34,15 @@ from reslab.io import (
     atomic_write,
     check_output_path,
     read_csv,
+    remove_temporaries,
     rewrite_csv,
 )
 from reslab.plots import curve, figure_png, pyplot
 from reslab.train.run_lock import claim_writer, release_writer
 
+# The files a run writes to a temporary name and renames (reslab.io.atomic_write).
+RUN_FILES = ("config.toml", "run.json", "metrics.csv", "monitor.csv", "curves.png",
+             "last.safetensors", "best.safetensors", "trainer_state.pt")
 METRIC_COLUMNS = (
     "iteration", "epoch", "lr", "train_loss", "train_error", "val_error", "test_error",
     "images_per_s",
@@ -105,6 +110,7 @@ class RunDir:
         claim_writer(self.folder)
         self.metrics_path = self.folder / "metrics.csv"
         try:
+            remove_temporaries(self.folder, RUN_FILES)  # left by a writer killed mid-write
             if resume_iteration is None:
                 self._clear_logs()
             else:
