@@ -7,6 +7,8 @@ from safetensors.torch import load_file
 from reslab.data import get_dataset, pipeline
 from reslab.data.base import shard_bounds
 from reslab.data.image_loader import ImageLoader
+from reslab.data.transforms import IMAGENET_MEAN
+from reslab.train.checkpoint import read_weights
 from reslab.train.engine import train
 from tests.data.formats import write_image
 
@@ -88,3 +90,7 @@ def test_train_on_folder_tree_and_resume(tmp_path):
     a = load_file(straight.run_dir / "last.safetensors")
     b = load_file(resumed.run_dir / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the preprocessing saved: torchvision's per-channel ImageNet mean, no std (none divides)
+    _, meta = read_weights(straight.run_dir / "last.safetensors")
+    assert meta["preprocess"] == {"kind": "per-pixel-mean", "scale": 1 / 255, "shape": [3],
+                                  "mean": list(IMAGENET_MEAN)}

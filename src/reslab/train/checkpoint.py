@@ -3,10 +3,13 @@ for an exact resume, and loading of foreign checkpoints for fine-tuning.
 
 - ``last.safetensors`` / ``best.safetensors``: the model's ``state_dict`` (torchvision's key names)
   with a JSON ``reslab`` metadata entry: model name and options, class names, input size and the
-  preprocessing (the per-pixel mean of Sec. 4.2 for the small data sets, the per-channel
-  ImageNet mean and std for image folders). ``torchvision.models.resnet50()`` loads the
-  weights of ``resnet50 --variant v1.5`` with ``load_state_dict(safetensors.torch.load_file(p))``.
-  Reading one checks the types of the metadata's keys (:data:`META_FIELDS`).
+  preprocessing: pixels scaled to [0, 1], then a mean subtracted (``"kind": "per-pixel-mean"``
+  with its ``scale``, ``shape`` and ``mean``): the per-pixel mean [C, H, W] of the training split
+  for the small data sets (Sec. 4.2), torchvision's per-channel ImageNet mean [C] for image
+  folders. No std is stored: training divides by none (the paper subtracts the mean only).
+  ``torchvision.models.resnet50()`` loads the weights of ``resnet50 --variant v1.5`` with
+  ``load_state_dict(safetensors.torch.load_file(p))``. Reading one checks the types of the
+  metadata's keys (:data:`META_FIELDS`).
 - ``trainer_state.pt``: model, optimizer, schedule, data position, RNG states and the sums of
   the open log window in one file, readable with ``torch.load(weights_only=True)``; one file, so
   a resume is always consistent.
