@@ -49,11 +49,22 @@ def one_error_line(capsys):
     (["experiment", "shortcuts", "--data", "fashion-mnist", "--set", "model=resnet56"],
      "cannot set 'model': the experiment picks the nets"),
     (["experiment", "depth-table", "--data", "fashion-mnist", "--depths", "8", "21"], "6n+2"),
+    (["experiment", "degradation", "--data", "fashion-mnist", "--quick", "--set", "iters=50",
+      "--set", "epochs=2"], "iters and epochs both set the run's length"),
 ])
 def test_bad_input(argv, message, capsys, tmp_path):
     assert exit_code([*argv] + (["--out", str(tmp_path / "x")] if len(argv) > 2 else [])) == 2
     assert message in one_error_line(capsys)
     assert not (tmp_path / "x").exists()  # refused before the folder is claimed
+
+
+def test_recipe_length_given_replaces_the_quick_recipes():
+    from reslab.experiments.runs import QUICK_RECIPE, recipe
+
+    assert recipe(quick=True, overrides={"epochs": 2}) == {
+        **{k: v for k, v in QUICK_RECIPE.items() if k != "iters"}, "epochs": 2}
+    assert recipe(quick=True, overrides={"iters": 50})["iters"] == 50
+    assert recipe(quick=False, overrides={"epochs": 2}) == {"epochs": 2}
 
 
 def test_experiment_out_that_is_a_file(capsys, tmp_path):

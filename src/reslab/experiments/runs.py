@@ -160,13 +160,21 @@ def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str,
         Config keys for :func:`reslab.train.engine.train`.
 
     Raises:
-        ReslabError: ``overrides`` holds a key the experiment sets (:data:`EXPERIMENT_KEYS`).
+        ReslabError: ``overrides`` holds a key the experiment sets (:data:`EXPERIMENT_KEYS`), or
+            both ``iters`` and ``epochs``.
     """
-    for key in overrides or {}:
+    overrides = overrides or {}
+    for key in overrides:
         if key in EXPERIMENT_KEYS:
             raise ReslabError(f"an experiment's recipe cannot set {key!r}: "
                               f"{EXPERIMENT_KEYS[key]}")
-    return {**(QUICK_RECIPE if quick else {}), **(overrides or {})}
+    if "iters" in overrides and "epochs" in overrides:
+        raise ReslabError("iters and epochs both set the run's length; give one of them "
+                          "(--set iters=N or --set epochs=E)")
+    base = dict(QUICK_RECIPE) if quick else {}
+    if "epochs" in overrides:  # a length given replaces the quick recipe's, as in resolve()
+        base.pop("iters", None)
+    return {**base, **overrides}
 
 
 # The keys of ``experiment.json`` that make two sub-runs comparable; the rest (depths, seeds,
