@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -143,6 +144,24 @@ def test_rerun_skips_finished_and_resumes_stopped(degradation_dir, tiny_data, tm
     assert run_state(folder).finished
     assert [int(r["iteration"]) for r in read_metrics(folder / "metrics.csv")
             if r["train_error"]] == [2, 4]  # the stop after 1 logs no row of its own
+
+
+def test_sub_runs_of_another_recipe_are_not_reused(degradation_dir, tiny_data, tmp_path):
+    """Sub-runs left without their experiment.json (deleted, as the message for a damaged one
+    says) are reused only by the recipe that trained them: another is refused in one line
+    naming the keys, before experiment.json is written, so the right recipe still works."""
+    out = tmp_path / "exp"
+    shutil.copytree(degradation_dir, out)
+    (out / "experiment.json").unlink()
+    weights = out / "runs" / "plain8" / "last.safetensors"
+    before = weights.stat().st_mtime_ns
+    with pytest.raises(ReslabError, match=r"plain8 was trained with other settings than this "
+                       r"experiment's \(iters 4, not 6; milestones \[2.0, 3.0\], not \[3.0, 4.5\]\)"):
+        degradation.run_degradation(tiny_setup(out, tiny_data, iters=6), depths=[8, 14])
+    assert not (out / "experiment.json").exists()
+    degradation.run_degradation(tiny_setup(out, tiny_data), depths=[8, 14])
+    assert weights.stat().st_mtime_ns == before  # the recipe that trained it: reused
+    assert json.loads((out / "experiment.json").read_text())["recipe"]["iters"] == 4
 
 
 def test_interrupted_experiment_stops_and_resumes_at_once(tiny_data, tmp_path, monkeypatch):

@@ -30,10 +30,11 @@ def run_degradation(setup: Setup, *, depths: Sequence[int] = (20, 32, 44, 56)) -
         The report (``report.md``).
     """
     depths = check_depths(depths)
-    setup.claim("degradation", depths=depths)
-    results = [net_result(f"{FAMILIES[family]}-{depth}", family, depth,
-                          setup.train(f"{family}{depth}", depth=depth, model=f"{family}{depth}"))
-               for depth in depths for family in FAMILIES]
+    nets = {(family, depth): f"{family}{depth}" for depth in depths for family in FAMILIES}
+    folders = setup.run("degradation", {name: {"depth": depth, "model": name}
+                                        for (_, depth), name in nets.items()}, depths=depths)
+    results = [net_result(f"{FAMILIES[family]}-{depth}", family, depth, folders[name])
+               for (family, depth), name in nets.items()]
     return write_report(setup, results)
 
 

@@ -35,10 +35,12 @@ def run_depth_table(setup: Setup, *, depths: Sequence[int] = (20, 32, 44, 56),
     if seeds < 1:
         raise ReslabError(f"--seeds must be at least 1, got {seeds}")
     first = int(setup.recipe.get("seed", 0))
-    setup.claim("depth-table", depths=depths, seeds=seeds)
-    results = [net_result(f"ResNet-{d}", "resnet", d,
-                          setup.train(f"resnet{d}-seed{s}", depth=d, model=f"resnet{d}", seed=s))
-               for d in depths for s in range(first, first + seeds)]
+    nets = {(d, s): f"resnet{d}-seed{s}" for d in depths for s in range(first, first + seeds)}
+    folders = setup.run("depth-table", {name: {"depth": d, "model": f"resnet{d}", "seed": s}
+                                        for (d, s), name in nets.items()},
+                        depths=depths, seeds=seeds)
+    results = [net_result(f"ResNet-{d}", "resnet", d, folders[name])
+               for (d, _), name in nets.items()]
     return write_report(setup, results)
 
 

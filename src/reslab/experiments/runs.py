@@ -24,7 +24,7 @@ from reslab.errors import ReslabError
 from reslab.experiments.report import Report, recipe_text
 from reslab.io import atomic_write
 from reslab.models.resnet import check_cifar_depth
-from reslab.train.config import read_toml, resolve
+from reslab.train.config import PLACEMENT_KEYS, read_toml, resolve
 from reslab.train.run_lock import live_writer
 from reslab.train.rundir import read_metrics
 
@@ -182,45 +182,67 @@ def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str,
 SHARED_KEYS = ("experiment", "data", "recipe")
 
 
-def claim_folder(out: Path, description: dict[str, Any]) -> None:
+def claim_folder(out: Path, description: dict[str, Any], *,
+                 sub_runs: dict[Path, dict[str, Any]] | None = None) -> None:
     """Create the experiment folder and record what it runs (``experiment.json``).
 
     Re-running the same experiment in the same folder resumes it, and may add depths or seeds:
     sub-runs are named by net and seed, so the finished ones are reused. Another recipe or data
     set there would mix incomparable runs, so it is refused once a sub-run has started; before
     that (e.g. the first attempt stopped at a bad split name) the new settings replace the old.
+    The sub-runs to train are checked too (:func:`check_reusable`), before anything is written.
 
     Args:
         out: The experiment folder.
         description: JSON-serialisable experiment name, data set and recipe
             (:data:`SHARED_KEYS`), and which sub-runs it trains.
+        sub_runs: Folder -> config keys of each sub-run the experiment trains.
 
     Raises:
-        ReslabError: ``out`` holds another experiment, or one with another data set or recipe.
+        ReslabError: ``out`` holds another experiment, or one with another data set or recipe,
+            or a sub-run that cannot be reused.
     """
     if out.exists() and not out.is_dir():
         raise ReslabError(f"cannot write the experiment into {out}: it is a file")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "experiment.json"
     described = json.loads(json.dumps(description))
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-        except ValueError:
-            previous = None
-        if not isinstance(previous, dict):
-            raise ReslabError(f"{path} is damaged (not a JSON object); delete it to run the "
-                              "experiment here again (finished sub-runs are kept)")
-        changed = [key for key in SHARED_KEYS if previous.get(key) != described.get(key)]
-        if changed and any(out.glob("runs/*/config.toml")):
-            raise ReslabError(
-                f"{out} holds an experiment run with other settings ({', '.join(changed)}; see "
-                f"{path}); choose another --out or delete the folder"
-            )
-        if previous == described:
-            return
-    with atomic_write(path, "w") as handle:
-        json.dump(described, handle, indent=2)
+    previous = _read_description(path)
+    changed = [key for key in SHARED_KEYS if previous and previous.get(key) != described.get(key)]
+    if changed and any(out.glob("runs/*/config.toml")):
+        raise ReslabError(
+            f"{out} holds an experiment run with other settings ({', '.join(changed)}; see "
+            f"{path}); choose another --out or delete the folder"
+        )
+    for folder, config in (sub_runs or {}).items():
+        check_reusable(folder, config)
+    if previous != described:
+        with atomic_write(path, "w") as handle:
+            json.dump(described, handle, indent=2)
+
+
+def _read_description(path: Path) -> dict[str, Any] | None:
+    """An experiment folder's description.
+
+    Args:
+        path: Its ``experiment.json``.
+
+    Returns:
+        The description, or None when there is none yet.
+
+    Raises:
+        ReslabError: The file is not a JSON object.
+    """
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except ValueError:
+        previous = None
+    if not isinstance(previous, dict):
+        raise ReslabError(f"{path} is damaged (not a JSON object); delete it to run the "
+                          "experiment here again (finished sub-runs are kept)")
+    return previous
 
 
 def ensure_run(folder: Path, config: dict[str, Any], *, progress: bool | None = None) -> Path:
@@ -256,6 +278,41 @@ def ensure_run(folder: Path, config: dict[str, Any], *, progress: bool | None = 
     return _check_finished(folder, result)
 
 
+# Keys the engine decides when a run starts if the config leaves them None (the device's
+# channels-last default, the bottleneck variant of an --init checkpoint).
+DECIDED_AT_START = ("channels_last", "variant")
+
+
+def check_reusable(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse to skip or resume a sub-run trained with other settings than the experiment asks
+    for (sub-runs left by a deleted ``experiment.json``, or copied in from elsewhere), so that
+    a report never states one recipe over runs of another. A folder with nothing to reuse
+    (none yet, or one killed before its first checkpoint) passes: it is trained afresh.
+
+    Args:
+        folder: The sub-run's folder.
+        config: The config keys the experiment trains it with.
+
+    Raises:
+        ReslabError: A resolved key other than :data:`~reslab.train.config.PLACEMENT_KEYS`
+            differs (each named with both values), or another process still writes ``folder``.
+    """
+    if not (folder / "config.toml").is_file():
+        return
+    state = run_state(folder)
+    check_idle(state)
+    if not (state.finished or state.resumable):
+        return
+    saved = resolve({}, base=read_toml(folder / "config.toml")).to_dict()
+    changed = [f"{key} {saved[key]!r}, not {value!r}"
+               for key, value in resolve(config).to_dict().items()
+               if key not in PLACEMENT_KEYS and saved[key] != value
+               and not (value is None and key in DECIDED_AT_START)]
+    if changed:
+        raise ReslabError(f"{folder} was trained with other settings than this experiment's "
+                          f"({'; '.join(changed)}); delete it or choose another --out")
+
+
 def _check_finished(folder: Path, result: RunResult) -> Path:
     if not result.finished:
         print(f"reslab: {folder} stopped at iteration {result.iteration}; run the same command "
@@ -284,19 +341,29 @@ class Setup:
     device: str = "auto"
     progress: bool | None = None
 
-    def claim(self, experiment: str, **details: Any) -> None:
-        """Create ``out`` for ``experiment`` (see :func:`claim_folder`).
+    def run(self, experiment: str, nets: dict[str, dict[str, Any]],
+            **details: Any) -> dict[str, Path]:
+        """Claim ``out`` for ``experiment`` (:func:`claim_folder`, which checks the sub-runs
+        already there), then train (or resume, or skip) each sub-run.
 
         Args:
             experiment: The experiment's name (e.g. ``degradation``).
+            nets: Sub-run name (its folder under ``out/runs``) -> keys for :meth:`config`.
             **details: More JSON-serialisable keys for ``experiment.json`` (depths, seeds, ...).
 
+        Returns:
+            Sub-run name -> its folder, holding a finished run.
+
         Raises:
-            ReslabError: Unknown data set or a bad recipe key, before anything is written.
+            ReslabError: Unknown data set, a bad recipe key, or a sub-run that cannot be
+                reused, before anything is written.
         """
         resolve({"data": self.data}, base=self.recipe)
+        configs = {self.out / "runs" / name: self.config(**keys) for name, keys in nets.items()}
         claim_folder(self.out, {"experiment": experiment, "data": self.data,
-                                "recipe": self.recipe, **details})
+                                "recipe": self.recipe, **details}, sub_runs=configs)
+        return {folder.name: ensure_run(folder, config, progress=self.progress)
+                for folder, config in configs.items()}
 
     def report(self, title: str, intro: str) -> Report:
         """A report in ``out`` that opens with ``intro`` and the shared recipe.
@@ -312,21 +379,19 @@ class Setup:
         report.add(f"{intro} Recipe: `{recipe_text(self.recipe)}`.")
         return report
 
-    def train(self, name: str, *, depth: int, **keys: Any) -> Path:
-        """Train (or resume, or skip) the sub-run ``name`` with the shared recipe and ``keys``.
+    def config(self, *, depth: int, **keys: Any) -> dict[str, Any]:
+        """The config keys of one sub-run: the shared recipe and ``keys``.
 
         Args:
-            name: The sub-run's folder name under ``out/runs``.
             depth: The net's depth: from 110 layers on, the paper's warm-up is added
                 (:func:`paper_warmup`).
             **keys: More config keys (e.g. ``model``, ``seed``); they override the recipe's.
 
         Returns:
-            The sub-run's folder, holding a finished run.
+            Config keys for :func:`reslab.train.engine.train`.
         """
-        config = {**self.recipe, **paper_warmup(self.recipe, depth), "data": self.data,
-                  "data_dir": self.data_dir, "device": self.device, **keys}
-        return ensure_run(self.out / "runs" / name, config, progress=self.progress)
+        return {**self.recipe, **paper_warmup(self.recipe, depth), "data": self.data,
+                "data_dir": self.data_dir, "device": self.device, **keys}
 
 
 # Sec. 4.2: "ResNet-110: warm up at lr 0.01 until training error is below 80% (about 400

@@ -24,13 +24,14 @@ def run_shortcuts(setup: Setup, *, depth: int = 32) -> Path:
         The report (``report.md``).
     """
     (depth,) = check_depths([depth])
-    setup.claim("shortcuts", depth=depth)
-    results = [net_result(f"plain-{depth}", "plain", depth,
-                          setup.train(f"plain{depth}", depth=depth, model=f"plain{depth}"))]
-    results += [net_result(f"ResNet-{depth} {option}", "resnet", depth,
-                           setup.train(f"resnet{depth}-{option}", depth=depth,
-                                       model=f"resnet{depth}", shortcut=option))
-                for option in OPTIONS]
+    nets = {f"plain{depth}": (f"plain-{depth}", "plain", {"model": f"plain{depth}"})}
+    nets |= {f"resnet{depth}-{option}": (f"ResNet-{depth} {option}", "resnet",
+                                         {"model": f"resnet{depth}", "shortcut": option})
+             for option in OPTIONS}
+    folders = setup.run("shortcuts", {name: {"depth": depth, **keys}
+                                      for name, (_, _, keys) in nets.items()}, depth=depth)
+    results = [net_result(label, family, depth, folders[name])
+               for name, (label, family, _) in nets.items()]
     return write_report(setup, results)
 
 

@@ -140,6 +140,9 @@ DEFAULT_PRESET = {
     "folder": "imagenet-paper", "fashion-mnist": "fashion-mnist", "mnist": "mnist",
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Keys that place a run (where it runs, reads and writes) without changing its training: a
+# resume may change them, and two runs that differ only in them are the same experiment.
+PLACEMENT_KEYS = ("device", "workers", "out", "dist_timeout", "data_dir")
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)

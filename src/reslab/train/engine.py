@@ -39,7 +39,7 @@ from reslab.train.checkpoint import (
     save_trainer_state,
     save_weights,
 )
-from reslab.train.config import TrainConfig, coerce, read_toml, resolve
+from reslab.train.config import PLACEMENT_KEYS, TrainConfig, coerce, read_toml, resolve
 from reslab.train.distributed import (
     World,
     all_reduce_sum,
@@ -142,14 +142,13 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
             f"{run_dir} was trained with global batch {saved['batch_size']}, not {batch}: its data "
             "position and schedule count those batches (any rank count dividing it can resume); "
             f"start a new run with --init {run_dir / 'last.safetensors'} to change it")
-    placement = ("device", "workers", "out", "dist_timeout", "data_dir")
-    refused = sorted(k for k, v in overrides.items() if k not in (*placement, "batch_size")
+    refused = sorted(k for k, v in overrides.items() if k not in (*PLACEMENT_KEYS, "batch_size")
                      and coerce(k, v) != saved.get(k))
     if refused:
         raise ReslabError(
             f"--resume continues {run_dir} with its saved configuration; it cannot change "
             f"{', '.join(refused)} (start a new run with --init {run_dir / 'last.safetensors'})")
-    changed = {k: v for k, v in overrides.items() if k in placement}
+    changed = {k: v for k, v in overrides.items() if k in PLACEMENT_KEYS}
     return resolve({**changed, "out": str(run_dir)}, base=saved)
 
 
