@@ -167,8 +167,15 @@ def test_layer_responses_refuses_what_it_cannot_measure(degradation_dir, tmp_pat
                  "--out", str(tmp_path / "lr")]) == 2
     assert "lenet5 has no 3x3 convolution followed by BN" in one_error_line(capsys)
 
+    resnet8 = degradation_dir / "runs" / "resnet8"
+    (tmp_path / "link").symlink_to(resnet8)
+    assert main(["experiment", "layer-responses", str(resnet8), str(tmp_path / "link"),
+                 "--out", str(tmp_path / "lr")]) == 2  # one run twice: a table row each
+    assert f"run folder {tmp_path / 'link'} is given twice (as {resnet8})" \
+        in one_error_line(capsys)
+
     (tmp_path / "file.txt").write_text("")
-    assert main(["experiment", "layer-responses", str(degradation_dir / "runs" / "resnet8"),
+    assert main(["experiment", "layer-responses", str(resnet8),
                  "--out", str(tmp_path / "file.txt")]) == 2
     assert "cannot write the report into" in one_error_line(capsys)
     assert not (tmp_path / "lr").exists()

@@ -105,12 +105,18 @@ def check_runs(runs: Sequence[str | Path]) -> list[Path]:
         The folders, as paths, in the order given.
 
     Raises:
-        ReslabError: No runs, a folder that is not a run or is still being written, runs of
-            different data sets, or of a data set read image by image (ImageNet, folders).
+        ReslabError: No runs, a folder given twice, a folder that is not a run or is still
+            being written, runs of different data sets, or of a data set read image by image
+            (ImageNet, folders).
     """
     if not runs:
         raise ReslabError("give at least one run folder (e.g. experiments/degradation/runs/*)")
     folders = [Path(r) for r in runs]
+    seen = {}
+    for folder in folders:
+        if seen.setdefault(folder.resolve(), folder) is not folder:
+            raise ReslabError(f"run folder {folder} is given twice (as {seen[folder.resolve()]}): "
+                              "each run is measured once")
     data = {}
     for folder in folders:
         check_idle(run_state(folder))
