@@ -114,3 +114,19 @@ def test_cli_monitor_writes_tensorboard_and_csv_alike(tmp_path):
             logged = {e.step: e.value for e in events.Scalars(tag)}
             assert logged[row.iteration] == pytest.approx(getattr(row, value), rel=1e-5)
             assert getattr(row, value) > 0
+
+
+def test_cli_monitor_longer_than_the_run_is_warned(tmp_path, capsys):
+    from reslab.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tiny_fashion_mnist(data, train=32, test=16)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir", str(data),
+                 "--iters", "2", "--batch-size", "16", "--train-split", "train",
+                 "--val-split", "none", "--test-split", "none", "--device", "cpu",
+                 "--monitor", "--no-progress", "--out", str(out)]) == 0
+    assert ("reslab: warning: --monitor 100 is longer than the run (2 iterations): the monitors "
+            "record nothing\n") in capsys.readouterr().err
+    assert read_monitor(out / "monitor.csv") == []

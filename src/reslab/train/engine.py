@@ -7,6 +7,7 @@ at most the iterations since the last ``eval_every`` checkpoint), and an exact r
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import signal
@@ -54,6 +55,8 @@ from reslab.train.precise_bn import update_bn_stats
 from reslab.train.rundir import RunDir
 from reslab.train.schedule import LRSchedule
 from reslab.train.step import TrainStep, device_defaults
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -251,6 +254,9 @@ class Trainer:
                                       total_iters=self.total_iters)
             self.monitor = None  # the course's training monitors (reslab.analysis.monitor)
             if cfg.monitor > 0 and self.is_main:
+                if cfg.monitor > self.total_iters:
+                    log.warning("--monitor %d is longer than the run (%d iterations): the "
+                                "monitors record nothing", cfg.monitor, self.total_iters)
                 self.monitor = Monitor(self.model, every=cfg.monitor, run_dir=self.run_dir,
                                        csv_path=out / "monitor.csv", start=self.iteration)
             monitor_hook = None if self.monitor is None else (
