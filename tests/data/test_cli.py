@@ -70,7 +70,9 @@ def test_verify_folder_tree(tmp_path, capsys):
 
 
 def test_verify_reports_a_file_named_as_an_image_that_is_not_one_as_corrupt(tmp_path, capsys):
-    """A .png of other bytes is a corrupt image (named, counted), not a non-image file."""
+    """A .png of other bytes is a corrupt image (named, counted), not a non-image file; the
+    error is the only line (no warning about the skipped files before it), and a tree whose
+    non-image files verify counts in its report gets no warning about them either."""
     for name in ("a", "b"):
         (tmp_path / "train" / name).mkdir(parents=True)
         Image.new("RGB", (5, 4), "red").save(tmp_path / "train" / name / "x.png")
@@ -80,14 +82,15 @@ def test_verify_reports_a_file_named_as_an_image_that_is_not_one_as_corrupt(tmp_
     assert main(["data", "verify", "folder", "--data-dir", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.splitlines()[-1] == (
+    assert captured.err == (
         f"reslab: error: {tmp_path}/train/b/bad.png: corrupt or unreadable image (not a JPEG, PNG "
-        f"or WebP file, despite its name); {tmp_path}/train has 2 such file(s)")
+        f"or WebP file, despite its name); {tmp_path}/train has 2 such file(s)\n")
     (tmp_path / "train" / "b" / "bad.png").unlink()
     (tmp_path / "train" / "b" / "cut.jpg").unlink()
     assert main(["data", "verify", "folder", "--data-dir", str(tmp_path)]) == 0
-    assert "train: 2 images decoded, 2 classes, 1 non-image files skipped" in (
-        capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert "train: 2 images decoded, 2 classes, 1 non-image files skipped" in captured.out
+    assert captured.err == ""
 
 
 @needs_fashion

@@ -13,7 +13,13 @@ from torch.utils.data import Dataset
 from reslab.data import cifar, idx, imagenet
 from reslab.data.arrays import ArrayData, ArrayDataset, select_holdout
 from reslab.data.download import check_mirrors
-from reslab.data.folder import ImageFolderDataset, ImageList, class_folders, scan_tree
+from reslab.data.folder import (
+    ImageFolderDataset,
+    ImageList,
+    class_folders,
+    scan_tree,
+    warn_skipped,
+)
 from reslab.data.registry import (
     DatasetInfo,
     check_split,
@@ -214,9 +220,25 @@ def get_dataset(
         return ArrayDataset(data, transform=transform, seed=seed)
     if download:
         raise _not_downloadable(info)
-    base = data_root(root)
-    if name == "imagenet":
-        images = imagenet.scan(info, base, split)
-    else:
-        images = scan_folder_split(base, split)
+    images = scan_images(info, data_root(root), split)
+    warn_skipped(images)
     return ImageFolderDataset(images, transform=transform, seed=seed)
+
+
+def scan_images(info: DatasetInfo, root: Path, split: str) -> ImageList:
+    """List an image-folder data set's split, without warning about the files it skips.
+
+    Args:
+        info: ``imagenet`` or ``folder``.
+        root: The data dir (for ``folder``: the tree).
+        split: One of the data set's splits.
+
+    Returns:
+        The split's images and skipped files.
+
+    Raises:
+        ReslabError: The layout is missing or wrong.
+    """
+    if info.name == "imagenet":
+        return imagenet.scan(info, root, split)
+    return scan_folder_split(root, split)

@@ -1,7 +1,7 @@
 """Class-per-folder image trees (``<split>/<class>/**/<image>``, as torchvision's ImageFolder).
 
-Non-image and unreadable files are **skipped and counted at scan time**, with one warning per
-scan: a file counts as an image when its extension is one of :data:`IMAGE_EXTENSIONS` and its
+Non-image and unreadable files are **skipped and counted at scan time** (and
+:func:`reslab.data.get_dataset` warns once per split, :func:`warn_skipped`): a file counts as an image when its extension is one of :data:`IMAGE_EXTENSIONS` and its
 first bytes are a JPEG, PNG or WebP signature (so ``README.txt``, ``.DS_Store``, empty or
 unreadable files never reach the training loop). An image whose body is damaged past its
 header raises :class:`ReslabError` naming the file when it is decoded; ``reslab data verify``
@@ -36,12 +36,14 @@ class ImageList:
     """The images of one split.
 
     Attributes:
+        folder: The split's folder.
         classes: Class names by label.
         samples: ``(path, label)`` per image, in a fixed (sorted) order (paths as strings,
             which stay small for ImageNet's 1.28 million images).
         skipped: Files left out because they are not readable images.
     """
 
+    folder: Path
     classes: tuple[str, ...]
     samples: tuple[tuple[str, int], ...]
     skipped: tuple[Path, ...]
@@ -123,17 +125,16 @@ def class_folders(folder: Path) -> list[Path]:
     return found
 
 
-def warn_skipped(folder: Path, skipped: Sequence[Path]) -> None:
-    """Log one warning for the files a scan of ``folder`` left out.
+def warn_skipped(images: ImageList) -> None:
+    """Log one warning for the files a scan left out (nothing when it left none out).
 
     Args:
-        folder: The scanned folder, named in the warning.
-        skipped: The files left out; nothing is logged when empty.
+        images: The scanned split; its folder and first skipped file are named.
     """
-    if skipped:
+    if images.skipped:
         log.warning(
             "%s: skipped %d file(s) that are not readable JPEG/PNG/WebP images (first: %s)",
-            folder, len(skipped), skipped[0],
+            images.folder, len(images.skipped), images.skipped[0],
         )  # fmt: skip
 
 
@@ -166,8 +167,7 @@ def scan_tree(folder: Path, *, classes: Sequence[str] | None = None) -> ImageLis
             raise ReslabError(f"{class_dir}: empty class folder (no readable images)")
         samples.extend((str(path), label_of[class_dir.name]) for path in images)
         skipped.extend(bad)
-    warn_skipped(folder, skipped)
-    return ImageList(classes, tuple(samples), tuple(sorted(skipped)))
+    return ImageList(folder, classes, tuple(samples), tuple(sorted(skipped)))
 
 
 def decode_file(path: str | os.PathLike) -> torch.Tensor:

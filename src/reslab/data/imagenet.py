@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from reslab.data.folder import ImageList, class_folders, scan_tree, split_images, warn_skipped
+from reslab.data.folder import ImageList, class_folders, scan_tree, split_images
 from reslab.data.registry import DatasetInfo, dataset_dirs
 from reslab.errors import ReslabError
 
@@ -102,8 +102,7 @@ def _scan_flat_val(base: Path, classes: Sequence[str] | None) -> ImageList:
         samples.append((str(path), label_of[wnid]))
     if not samples:
         raise ReslabError(f"{val_dir}: no images")
-    warn_skipped(val_dir, skipped)
-    return ImageList(classes, tuple(samples), tuple(skipped))
+    return ImageList(val_dir, classes, tuple(samples), tuple(skipped))
 
 
 def scan(info: DatasetInfo, root: Path, split: str) -> ImageList:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reslab.data import cifar, idx, imagenet
 from reslab.data.base import progress
-from reslab.data.datasets import ARRAY_FORMATS, OFFICIAL_SPLITS, find_files, get_dataset
+from reslab.data.datasets import ARRAY_FORMATS, OFFICIAL_SPLITS, find_files, scan_images
 from reslab.data.download import md5_file, md5_stream
 from reslab.data.folder import damaged_images, decode_file
 from reslab.data.registry import DatasetInfo, data_root, dataset_info
@@ -132,25 +132,25 @@ def _verify_images(info: DatasetInfo, root: Path) -> list[str]:
         raise ReslabError(f"{root}: none of the {info.name} splits {', '.join(info.splits)}")
     lines = [f"{info.name} in {base}"]
     for split in splits:
-        dataset = get_dataset(info.name, root, split)
-        if damaged := damaged_images(dataset.skipped):
+        images = scan_images(info, root, split)  # skipped files are reported below, not warned
+        if damaged := damaged_images(images.skipped):
             raise ReslabError(f"{damaged[0]}: corrupt or unreadable image (not a JPEG, PNG or "
                               f"WebP file, despite its name); {base / split} has "
                               f"{len(damaged)} such file(s)")
-        paths = [path for path, _ in dataset.samples]
+        paths = [path for path, _ in images.samples]
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             for _ in progress(pool.map(decode_file, paths), total=len(paths), desc=split):
                 pass  # decode_file raises on the first damaged image
         _check_count(info, base / split, split, len(paths))
-        if info.num_classes and len(dataset.classes) != info.num_classes:
+        if info.num_classes and len(images.classes) != info.num_classes:
             raise ReslabError(
-                f"{base / split}: {len(dataset.classes)} classes, "
+                f"{base / split}: {len(images.classes)} classes, "
                 f"the official {info.name} has {info.num_classes}"
             )
         lines.append(
-            f"{split}: {len(paths)} images decoded, {len(dataset.classes)} classes, "
-            f"{len(dataset.skipped)} non-image files skipped; "
-            f"per class: {class_counts(dataset.targets, dataset.classes)}"
+            f"{split}: {len(paths)} images decoded, {len(images.classes)} classes, "
+            f"{len(images.skipped)} non-image files skipped; "
+            f"per class: {class_counts([label for _, label in images.samples], images.classes)}"
         )
     return lines
 
