@@ -2,6 +2,7 @@
 confusion-matrix figure, folders of images."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from PIL import Image
 
 import reslab
 from reslab.cli import main
+from reslab.data.image_loader import usable_cores
 from reslab.data.registry import FASHION_MNIST_CLASSES
 from reslab.train.engine import train
 from tests.checkpoint_fixtures import write_checkpoint
@@ -59,6 +61,27 @@ def test_eval_text_output_and_precise_bn(fashion_dir, tmp_path, capsys):
     assert report["precise_bn"] == 2
     plain = reslab.evaluate(checkpoint, data="fashion-mnist", data_dir=fashion_dir)
     assert report["loss"] != pytest.approx(plain.loss)  # new BN statistics, other numbers
+
+
+def test_eval_of_a_folder_caps_its_workers_at_the_cores_with_a_reslab_warning(tmp_path, capsys):
+    """More workers than cores: one ``reslab: warning`` line and the cores' count used, not
+    torch's warning with its file and code line; the default (4) is capped silently."""
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors")
+    for name in ("cat", "dog", "fox"):
+        (tmp_path / "test" / name).mkdir(parents=True)
+        Image.new("L", (30, 28), 90).save(tmp_path / "test" / name / "x.png")
+    cores = usable_cores()
+    argv = ["eval", str(checkpoint), "--data", "folder", "--data-dir", str(tmp_path),
+            "--device", "cpu", "--json", "-o", str(tmp_path / "out")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*argv, "--workers", str(cores + 3)]) == 0
+        assert capsys.readouterr().err == (
+            f"reslab: warning: {cores + 3} DataLoader workers asked for, but this process may "
+            f"use {cores} CPU cores: using {cores}\n")
+        assert main(argv) == 0
+        assert capsys.readouterr().err == ""
+    assert [str(w.message) for w in caught] == []
 
 
 def test_predict_images_and_folders(tmp_path, capsys):

@@ -18,7 +18,7 @@ MAX_LISTED_CLASSES = 20  # more classes: per-class accuracy only in the JSON fil
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Describe ``reslab eval`` and add its arguments."""
-    from reslab.eval.runner import EVAL_BATCH, PROTOCOLS
+    from reslab.eval.runner import DEFAULT_WORKERS, EVAL_BATCH, PROTOCOLS
 
     parser.description = (
         "Measure top-1/top-5 error and per-class accuracy, and draw the confusion "
@@ -39,8 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="first re-estimate BN statistics on N augmented training batches")
     parser.add_argument("--batch-size", type=int, default=EVAL_BATCH, metavar="B",
                         help=f"images per batch (default {EVAL_BATCH})")
-    parser.add_argument("--workers", type=int, default=4, metavar="N",
-                        help="DataLoader workers for image folders")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="DataLoader workers for image folders, at most the CPU cores "
+                        f"(default: {DEFAULT_WORKERS}, or the cores if fewer)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("-o", "--out", metavar="OUT_DIR",
                         help="folder for the JSON and the figure (created if missing; its "

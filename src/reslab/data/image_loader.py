@@ -9,6 +9,8 @@ so a resume, another batch split or another number of workers sees the same samp
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 
 import torch
@@ -17,6 +19,34 @@ from torch.utils.data import DataLoader
 
 from reslab.data.base import EpochPosition, SeededDataset, derive_seed
 from reslab.errors import ReslabError
+
+log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the system reports one): the
+    most worker processes torch's ``DataLoader`` accepts without a warning."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def capped_workers(workers: int) -> int:
+    """``workers`` DataLoader processes, at most :func:`usable_cores` (more only compete for
+    the same cores); a ``reslab: warning`` says when fewer are used than asked for.
+
+    Args:
+        workers: The worker processes asked for (0: load in the main process).
+
+    Returns:
+        The number to use.
+    """
+    cores = usable_cores()
+    if workers <= cores:
+        return workers
+    log.warning("%d DataLoader workers asked for, but this process may use %d CPU cores: "
+                "using %d", workers, cores, cores)
+    return cores
 
 
 class ImageLoader(EpochPosition):

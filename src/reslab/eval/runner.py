@@ -36,6 +36,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from reslab.data import TensorLoader, dataset_info, get_dataset, load_arrays, pipeline
+from reslab.data.image_loader import capped_workers, usable_cores
 from reslab.data.registry import DatasetInfo
 from reslab.data.transforms import CROP, MULTISCALE_SIZES, PROTOCOLS
 from reslab.errors import ReslabError, choices_hint
@@ -50,6 +51,7 @@ from reslab.train.inputs import endless
 from reslab.train.precise_bn import update_bn_stats
 
 EVAL_BATCH = 500
+DEFAULT_WORKERS = 4  # image folders: at most the usable cores
 BN_BATCH = 128  # precise-BN batches: the paper's training batch size (Sec. 4.2)
 
 Batch = tuple[Tensor | list[Tensor], Tensor]  # (images, labels)
@@ -136,7 +138,7 @@ def run_evaluation(
     batch_size: int = EVAL_BATCH,
     device: str = "auto",
     model: str | None = None,
-    workers: int = 0,
+    workers: int | None = 0,
     progress: bool | None = None,
 ) -> Evaluation:
     """Evaluate a checkpoint on a data set (see the module docs for the protocols).
@@ -154,7 +156,9 @@ def run_evaluation(
         batch_size: Images per evaluation batch.
         device: Where to run, for a path (a :class:`Predictor` keeps its device).
         model: Architecture for a foreign state dict (see :func:`reslab.load`).
-        workers: DataLoader workers for image-folder data sets.
+        workers: DataLoader workers for image-folder data sets, at most the usable CPU cores
+            (more are capped, with a warning); None: :data:`DEFAULT_WORKERS` or the usable
+            cores, whichever is fewer.
         progress: Show a progress bar (default: when stderr is a terminal).
 
     Returns:
@@ -166,6 +170,8 @@ def run_evaluation(
     """
     if protocol not in PROTOCOLS:
         raise ReslabError(f"unknown protocol {protocol!r}; {choices_hint(PROTOCOLS)}")
+    if workers is None:
+        workers = min(DEFAULT_WORKERS, usable_cores())
     for name, value, least in (("batch size", batch_size, 1), ("--precise-bn", precise_bn, 0),
                                ("workers", workers, 0)):
         if value < least:
@@ -305,7 +311,7 @@ def folder_split(
         split: The split to read.
         protocol: ``center``, ``10crop`` or ``multiscale`` (:data:`reslab.data.PROTOCOLS`).
         batch_size: Images per batch.
-        workers: DataLoader worker processes.
+        workers: DataLoader worker processes (at most the usable cores: capped with a warning).
 
     Returns:
         ``(classes, loader, prepare)``: ``prepare(images, labels)`` moves a batch to the
@@ -323,7 +329,7 @@ def folder_split(
     dataset = get_dataset(info.name, data_dir, split,
                           transform=v2.Compose([v2.ToDtype(torch.float32, scale=True), view]))
     check_classes(predictor, list(dataset.classes), data=info.name)
-    device = predictor.device
+    device, workers = predictor.device, capped_workers(workers)
     if protocol == "center":
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
         return list(dataset.classes), loader, lambda images, labels: (
