@@ -53,6 +53,20 @@ def test_pil_images_and_files_of_any_size_and_mode(checkpoint, tmp_path):
                                exact - predictor.preprocessing.mean)
 
 
+def test_16_bit_grey_images_keep_their_high_byte(checkpoint, tmp_path):
+    """A 16-bit grey PNG is not clipped to white: predict reads it as its high byte, as the
+    image-folder reader (reslab eval, training) does."""
+    from reslab.data.folder import decode_file
+
+    pixels = torch.randint(0, 65536, (28, 28), generator=torch.Generator().manual_seed(0))
+    Image.fromarray(pixels.numpy().astype(np.uint16)).save(tmp_path / "grey16.png")
+    high = (pixels >> 8).to(torch.uint8)[None]  # [1, 28, 28]
+    predictor = reslab.load(checkpoint)
+    torch.testing.assert_close(predictor.preprocess(tmp_path / "grey16.png"),
+                               predictor.preprocess(high))
+    assert torch.equal(decode_file(tmp_path / "grey16.png"), high.expand(3, 28, 28))
+
+
 def test_grey_images_for_an_rgb_model(tmp_path):
     predictor = reslab.load(write_checkpoint(tmp_path / "rgb.safetensors", in_channels=3,
                                              size=32))

@@ -171,7 +171,8 @@ def scan_tree(folder: Path, *, classes: Sequence[str] | None = None) -> ImageLis
 
 
 def decode_file(path: str | os.PathLike) -> torch.Tensor:
-    """Decode an image file to uint8 RGB [3, H, W] (``torchvision.io.decode_image``).
+    """Decode an image file to uint8 RGB [3, H, W] (``torchvision.io.decode_image``); a 16-bit
+    PNG keeps its high byte, as Pillow (and so ``reslab predict``) reads it.
 
     Args:
         path: The image file (JPEG, PNG or WebP).
@@ -184,7 +185,8 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
     """
     try:
         data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
-        return decode_image(data, mode=ImageReadMode.RGB)
+        image = decode_image(data, mode=ImageReadMode.RGB)
+        return image if image.dtype == torch.uint8 else (image.to(torch.int32) >> 8).byte()
     except (OSError, RuntimeError) as exc:
         raise ReslabError(
             f"{path}: cannot decode image ({exc}); `reslab data verify` lists damaged files"
