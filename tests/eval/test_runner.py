@@ -171,3 +171,20 @@ def test_ten_crop_reads_the_corners_the_centre_and_their_flips(tmp_path):
         losses.append(-scores[label].log().item())
     assert ten.loss == pytest.approx(sum(losses) / 3, rel=1e-4)
     assert ten.loss != pytest.approx(center.loss, rel=1e-3)
+
+
+def test_a_folder_tree_without_test_is_evaluated_on_val(tmp_path):
+    """The default split is test, else val: a train/val tree (torchvision's ImageFolder layout)
+    is evaluated on val/, with train/'s class order; a tree with test/ on test/."""
+    classes = ["ant", "bee", "cow"]
+    image = torch.full((3, 32, 32), 90, dtype=torch.uint8)
+    for split, count in (("train", 1), ("val", 2)):
+        for name, i in itertools.product(classes, range(count)):
+            write_image(tmp_path / split / name / f"{i}.png", image)
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors", classes=classes,
+                                  in_channels=3, size=32)
+    evaluation = run_evaluation(checkpoint, data="folder", data_dir=tmp_path, progress=False)
+    assert (evaluation.split, evaluation.result.count) == ("val", 6)
+    (tmp_path / "val").rename(tmp_path / "test")
+    evaluation = run_evaluation(checkpoint, data="folder", data_dir=tmp_path, progress=False)
+    assert (evaluation.split, evaluation.result.count) == ("test", 6)

@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="data set (see `reslab data list`; default: the one the checkpoint "
                         "was trained on)")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
-    parser.add_argument("--split", help="split to evaluate (default: test, else val)")
+    parser.add_argument("--split", help="split to evaluate (default: test, else val; for a "
+                        "folder tree, the first of them it has)")
     parser.add_argument("--protocol", default="center", choices=PROTOCOLS,
                         help="test views (default: center)")
     parser.add_argument("--precise-bn", type=int, default=0, metavar="N",

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from reslab.data import TensorLoader, dataset_info, get_dataset, load_arrays, pipeline
 from reslab.data.image_loader import capped_workers, usable_cores
-from reslab.data.registry import DatasetInfo
+from reslab.data.registry import DatasetInfo, data_root
 from reslab.data.transforms import CROP, MULTISCALE_SIZES, PROTOCOLS
 from reslab.errors import ReslabError, choices_hint
 from reslab.eval.metrics import EvalResult
@@ -149,7 +149,8 @@ def run_evaluation(
         data: The data set's name (``reslab.data.DATASETS``); None for the one the checkpoint
             was trained on (recorded in reslab checkpoints).
         data_dir: The data dir; None for ``$RESLAB_DATA_DIR`` or ``./data``.
-        split: The split; default ``test``, or ``val`` for data sets without a test split.
+        split: The split; default ``test``, or ``val`` for data sets (and ``folder`` trees)
+            without a test split.
         protocol: ``center``, ``10crop`` or ``multiscale``.
         precise_bn: First re-estimate the BN statistics on this many augmented batches of the
             ``train`` split (small data sets; :mod:`reslab.train.precise_bn`).
@@ -196,7 +197,7 @@ def run_evaluation(
                           "one size), so it has no fully-convolutional multi-scale test: use "
                           "--protocol center or 10crop")
     info = dataset_info(data)
-    split = split or ("test" if "test" in info.splits else "val")
+    split = split or default_split(info, data_dir)
     if info.small:
         classes, loader, prepare = small_split(predictor, info, data_dir, split,
                                                batch_size=batch_size)
@@ -216,6 +217,23 @@ def run_evaluation(
         predict=protocol_function(protocol, predictor.input_size),
     )  # fmt: skip
     return Evaluation(result, classes, predictor, data, split, protocol)
+
+
+def default_split(info: DatasetInfo, data_dir: str | os.PathLike | None) -> str:
+    """The split evaluated when none is named: ``test``, else ``val``; for a ``folder`` tree,
+    the first of them it has (a ``train``/``val`` tree is tested on ``val``).
+
+    Args:
+        info: The data set.
+        data_dir: Folder holding it (for ``folder``: the tree; None: reslab's default search).
+
+    Returns:
+        The split's name.
+    """
+    if info.name == "folder":
+        root = data_root(data_dir)
+        return next((split for split in ("test", "val") if (root / split).is_dir()), "test")
+    return "test" if "test" in info.splits else "val"
 
 
 def check_classes(predictor: Predictor, classes: list[str], *, data: str) -> None:
