@@ -16,9 +16,12 @@ channels, size, resize, mean and std, as :meth:`Preprocessing.describe`), ``resl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -54,6 +57,22 @@ def onnx_metadata(predictor: Predictor) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Hide the exporter's notes on its own internals: its Python warnings, and onnxscript's
+    log lines (e.g. that a newer opset is converted by the onnx C API), which would reach
+    stderr as raw lines without the ``reslab:`` prefix. Errors still show."""
+    logger = logging.getLogger("onnxscript")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_onnx(predictor: Predictor, path: str | os.PathLike, *, opset: int | None = None) -> Path:
     """Write ``predictor``'s model as an ONNX file with a dynamic batch axis, atomically.
 
@@ -81,8 +100,7 @@ def export_onnx(predictor: Predictor, path: str | os.PathLike, *, opset: int | N
         raise ReslabError(f"opset {opset} is not supported: choose {MIN_OPSET} to {newest}")
     example = torch.zeros(2, predictor.in_channels, *predictor.input_size,
                           device=predictor.device)  # [2, C, H, W]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+    with quiet_exporter():
         program = torch.onnx.export(
             predictor.model, (example,), dynamo=True, opset_version=opset, verbose=False,
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
