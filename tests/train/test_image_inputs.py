@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from reslab.data import get_dataset, pipeline
 from reslab.data.base import shard_bounds
-from reslab.data.image_loader import ImageLoader
+from reslab.data.image_loader import ImageLoader, usable_cores
 from reslab.data.transforms import IMAGENET_MEAN
 from reslab.train.checkpoint import read_weights
 from reslab.train.engine import train
@@ -52,6 +52,21 @@ def test_image_loader_positions_and_resume(tmp_path):
     assert [a + b for a, b in zip(*shards)] == straight
     x, _ = next(iter(ImageLoader(dataset, batch_size=4, device="cpu", train=True, workers=0)))
     assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32  # Sec. 3.4's 224 crops
+
+
+def test_training_workers_are_capped_at_the_cores_with_a_reslab_warning(tmp_path, caplog):
+    from reslab.train.config import resolve
+    from reslab.train.inputs import build_inputs
+
+    cores = usable_cores()
+    config = resolve(dict(data="folder", data_dir=str(_tree(tmp_path / "tree")), model="resnet8",
+                          train_split="train", val_split="val", test_split=None,
+                          batch_size=2, workers=cores + 3, device="cpu"))
+    inputs = build_inputs(config, torch.device("cpu"))
+    assert inputs.train.workers == inputs.evals["val"].workers == cores
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{cores + 3} DataLoader workers asked for, but this process may use {cores} CPU cores: "
+        f"using {cores}"]
 
 
 def test_a_net_of_one_input_size_trains_on_crops_of_that_size(tmp_path):

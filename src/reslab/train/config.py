@@ -105,7 +105,7 @@ class TrainConfig:
     fused_sgd: bool = _opt(True, "one fused SGD kernel for all parameters (off: torch's default)")
     seed: int = _opt(0, "random seed")
     deterministic: bool = _opt(False, "deterministic algorithms (bit-exact resume on CPU)")
-    workers: int = _opt(4, "DataLoader workers for image-folder data sets")
+    workers: int = _opt(4, "DataLoader workers for image-folder data sets, at most the CPU cores")
     init: str | None = _opt(None, "initialise from a checkpoint (fine-tuning)")
     # Several processes (torchrun; docs/DISTRIBUTED.md).
     sync_bn: bool = _opt(False, "BN statistics over the global batch (the paper's are per GPU)")

@@ -16,7 +16,7 @@ from reslab.data import (
     per_pixel_mean,
     pipeline,
 )
-from reslab.data.image_loader import ImageLoader
+from reslab.data.image_loader import ImageLoader, capped_workers
 from reslab.data.transforms import with_erasing
 from reslab.models import model_info
 from reslab.train.config import TrainConfig
@@ -112,7 +112,8 @@ def _image_inputs(config: TrainConfig, device: torch.device, *, rank: int,
     preset = pipeline(info.pipeline, flip=config.flip, crop=crop)  # AlexNet: 227
     train_transform = (with_erasing(preset.train, config.erase) if config.augment
                        else preset.eval("center"))
-    common = dict(device=device, rank=rank, world_size=world_size, workers=config.workers,
+    common = dict(device=device, rank=rank, world_size=world_size,
+                  workers=capped_workers(config.workers),
                   channels_last=config.channels_last)
 
     def train_loader(seed: int) -> ImageLoader:
