@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--every", type=int, default=MONITOR_EVERY)
     args = parser.parse_args()
+    if args.every < 1 or args.steps < max(2, args.every):
+        parser.error(f"--steps ({args.steps}) must be at least --every ({args.every}) and 2, and "
+                     "--every positive: a shorter block may hold no monitored step")
 
     device = torch.device("cpu")
     torch.manual_seed(0)

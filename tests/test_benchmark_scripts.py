@@ -53,6 +53,14 @@ def test_benchmark_script_runs(script, tmp_path):
     assert re.search(result_line, done.stdout), done.stdout[-3000:]
 
 
+def test_bench_monitor_refuses_blocks_shorter_than_its_interval(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_monitor.py"), "--steps", "3",
+                           "--every", "5"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "error: --steps (3) must be at least --every (5)" in done.stderr
+
+
 def rehearse_gpu_session(tmp_path, **env):
     """Run ``gpu_session.sh all`` on the CPU on tiny Fashion-MNIST files, each part shrunk
     (``env`` overrides); return the output folder."""
