@@ -328,7 +328,8 @@ def test_init_from_checkpoint_replaces_head(data_dir, tmp_path, capsys):
                    out=str(tmp_path / "ft"), init=str(tmp_path / "foreign.pth"), progress=False)
     assert result.finished
     err = capsys.readouterr().err
-    assert "missing keys ['fc.bias', 'fc.weight']" in err
+    assert ("foreign.pth: new head ['fc.bias', 'fc.weight'] (the checkpoint's is for 3 classes); "
+            "missing keys none; unexpected keys none") in err
     # the body is loaded, the head is the model's own (10 classes, freshly initialised)
     config = resolve(dict(TINY, data_dir=str(data_dir), out=str(tmp_path / "ft2"),
                           init=str(tmp_path / "foreign.pth")))
@@ -360,7 +361,8 @@ def test_init_from_torchvision_bottleneck_net_builds_its_v15_layout(tmp_path, ca
                   iters=1, eval_every=1, val_split=None, progress=False)
     out = tmp_path / "ft"
     train(**common, out=str(out), init=str(tmp_path / "tv.pth"))
-    assert "tv.pth (variant v1.5): missing keys" in capsys.readouterr().err
+    assert ("tv.pth (variant v1.5): new head ['fc.bias', 'fc.weight'] (the checkpoint's is for 3 "
+            "classes); missing keys none") in capsys.readouterr().err
     assert 'variant = "v1.5"' in (out / "config.toml").read_text()
     _, meta = read_weights(out / "last.safetensors")
     assert meta["model_options"]["variant"] == "v1.5"

@@ -279,7 +279,11 @@ class Trainer:
                                                 allow_new_head=True)
         if self.is_main:
             variant = f" (variant {self.config.variant})" if self.config.variant else ""
-            print(f"init from {path}{variant}: missing keys {missing or 'none'}; "
+            new_head = [k for k in missing if k in state]  # in the file, for another class count
+            missing = [k for k in missing if k not in state]
+            head = (f"new head {new_head} (the checkpoint's is for "
+                    f"{state[new_head[0]].shape[0]} classes); " if new_head else "")
+            print(f"init from {path}{variant}: {head}missing keys {missing or 'none'}; "
                   f"unexpected keys {unexpected or 'none'}", file=sys.stderr)
 
     def _load_state(self, path: Path) -> None:
