@@ -93,6 +93,19 @@ def test_damaged_claim_is_replaced(tmp_path, text):
     assert json.loads((tmp_path / WRITER_FILE).read_text()) == this_process()
 
 
+def test_a_run_still_training_without_a_checkpoint_says_so(tmp_path):
+    from reslab.train.checkpoint import checkpoint_file
+
+    with pytest.raises(ReslabError, match="is not a run folder: it has no best.safetensors"):
+        checkpoint_file(tmp_path)
+    write_claim(tmp_path, host="other-node", pid=7, namespace=None, start=None)
+    with pytest.raises(ReslabError) as raised:
+        checkpoint_file(tmp_path)
+    assert str(raised.value) == (
+        f"{tmp_path} is still being trained (process 7 on other-node) and has no checkpoint yet: "
+        "the first comes with its first evaluation (--eval-every)")
+
+
 def test_reading_a_run_that_is_still_training_warns(tmp_path, caplog):
     """eval, predict, export and show read a run folder's checkpoint as it stands (it is always
     complete); while the run trains on, they say so, with the checkpoint's time."""

@@ -140,6 +140,11 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             if (path / name).is_file():
                 _warn_if_training(path, path / name)
                 return path / name
+        writer = live_writer(path)
+        if writer is not None:
+            raise ReslabError(f"{path} is still being trained (process {writer['pid']} on "
+                              f"{writer['host']}) and has no checkpoint yet: the first comes "
+                              "with its first evaluation (--eval-every)")
         raise ReslabError(f"{path} is not a run folder: it has no {' or '.join(RUN_CHECKPOINTS)}")
     if not path.exists():
         raise ReslabError(f"checkpoint {path} does not exist")
