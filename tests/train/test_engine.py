@@ -85,6 +85,14 @@ def test_run_folder_contents(data_dir, tmp_path):
                                                               rel=1e-3), column
     with pytest.raises(reslab.ReslabError, match="already holds a run; continue it with --resume"):
         train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
+    # weights whose trainer state is gone (a kill between the two writes, a deleted file): a new
+    # run there is refused, since `reslab eval` of the folder would read the old weights
+    (out / "trainer_state.pt").unlink()
+    with pytest.raises(reslab.ReslabError) as refused:
+        train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
+    assert str(refused.value) == (
+        f"{out} holds best.safetensors and last.safetensors of an earlier run but no "
+        "trainer_state.pt to resume it; move them away or choose another --out")
 
 
 def test_best_is_kept_when_a_later_evaluation_is_worse(data_dir, tmp_path, monkeypatch):

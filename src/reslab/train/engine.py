@@ -32,6 +32,7 @@ from reslab.models import create_model, model_info
 from reslab.models.fuse import fold_batchnorm
 from reslab.runtime import bf16_supported, seed_everything, select_device
 from reslab.train.checkpoint import (
+    RUN_CHECKPOINTS,
     checkpoint_file,
     checkpoint_options,
     load_trainer_state,
@@ -196,6 +197,11 @@ class Trainer:
         if not resume and (out / "trainer_state.pt").exists():
             raise ReslabError(f"{out} already holds a run; continue it with --resume {out} "
                               "or choose another --out")
+        orphans = [name for name in RUN_CHECKPOINTS if (out / name).exists()]
+        if not resume and orphans:  # another run's weights: `reslab eval` would read them
+            raise ReslabError(f"{out} holds {' and '.join(orphans)} of an earlier run but no "
+                              "trainer_state.pt to resume it; move them away or choose another "
+                              "--out")
         self.inputs: Inputs = build_inputs(cfg, self.device, rank=self.rank,
                                            world_size=self.world_size)
         self.iters_per_epoch = len(self.inputs.train)
