@@ -183,11 +183,22 @@ def test_wrong_types_and_keys(key, value, message):
          r"milestones must be inside the run \(64000 iterations\), got \[32000.0, 64000.0\]"),
         ({"epochs": "5", "milestones": "32000,48000"},
          r"milestones must be inside the run \(5 epochs\)"),
+        ({"train_split": "train"},  # the CIFAR preset's val5k, now inside the training images
+         "--val-split val5k is part of --train-split train, so the run would be judged on "
+         "images it trains on; train on train45k to keep val5k out, or give --val-split none"),
+        ({"data": "fashion-mnist", "train_split": "train", "val_split": "none",
+          "test_split": "val5k"}, "--test-split val5k is part of --train-split train.*train55k"),
     ],
 )
 def test_bad_values(overrides, message):
     with pytest.raises(ReslabError, match=message):
         resolve(overrides)
+
+
+def test_the_full_training_split_goes_with_no_val5k():
+    config = resolve({"data": "fashion-mnist", "train_split": "train", "val_split": "none"})
+    assert (config.train_split, config.val_split, config.test_split) == ("train", None, "test")
+    assert resolve({"data": "fashion-mnist"}).train_split == "train55k"  # the preset's 55k/5k
 
 
 def test_milestones_past_the_end_only_matter_to_the_step_schedule():

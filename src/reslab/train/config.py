@@ -358,6 +358,21 @@ def validate(config: TrainConfig) -> None:
         raise ReslabError(f"warmup_error must be in (0, 1], got {config.warmup_error}")
     _validate_milestones(config)
     _validate_ramp(config)
+    _validate_held_out(config)
+
+
+def _validate_held_out(config: TrainConfig) -> None:
+    """val5k is held out of train45k/train55k (Sec. 4.2's 45k/5k split) but is part of the full
+    ``train``: choosing the model, or reporting an error, on images the run trains on is refused."""
+    if config.train_split != "train":
+        return
+    for flag, split in (("val-split", config.val_split), ("test-split", config.test_split)):
+        if split == "val5k":
+            held_out = "train45k" if config.data.startswith("cifar") else "train55k"
+            raise ReslabError(
+                f"--{flag} val5k is part of --train-split train, so the run would be judged on "
+                f"images it trains on; train on {held_out} to keep val5k out, or give "
+                f"--{flag} none")
 
 
 def _run_length(config: TrainConfig) -> tuple[float, str]:
