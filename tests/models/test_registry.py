@@ -125,6 +125,9 @@ def test_any_cifar_depth_by_name():
         (lambda: reslab.create_model("resnet20", depth=32), "fixes depth"),
         (lambda: reslab.create_model("plain34", shortcut="A"), "no option 'shortcut'"),
         (lambda: reslab.create_model("resnet20", widht=3), "no option 'widht'"),
+        (lambda: reslab.create_model(None), "model name must be a string"),
+        (lambda: reslab.create_model(20), "model name must be a string"),
+        (lambda: reslab.model_info(["resnet20"]), "model name must be a string"),
     ],
 )
 def test_bad_options_raise_value_error(call, message):

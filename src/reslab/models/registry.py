@@ -131,8 +131,11 @@ def model_info(name: str) -> ModelInfo:
         The model's :class:`ModelInfo`.
 
     Raises:
-        ReslabError: The name is unknown, or names a CIFAR depth that is not 6n+2.
+        ReslabError: The name is not a string, is unknown, or names a CIFAR depth that is not
+            6n+2.
     """
+    if not isinstance(name, str):
+        raise ReslabError(f"a model name must be a string such as 'resnet20', got {name!r}")
     registry = _registry()
     if name in registry:
         return registry[name]
