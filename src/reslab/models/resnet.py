@@ -58,8 +58,23 @@ def check_cifar_depth(depth: int) -> int:
     return (depth - 2) // 6
 
 
-def _check_options(*, num_classes: int, in_channels: int, shortcut: str, variant: str) -> None:
+def _check_options(
+    *, num_classes: int, in_channels: int, shortcut: str, variant: str, **switches: bool
+) -> None:
+    """Reject invalid constructor options with one clear :class:`ReslabError`.
+
+    Args:
+        num_classes: Must be a positive integer.
+        in_channels: Must be a positive integer.
+        shortcut: One of the options A/B/C of Sec. 4.1.
+        variant: ``"v1"`` or ``"v1.5"``.
+        **switches: On/off options (``residual``, ``zero_init_residual``): must be ``bool``, so
+            that a string such as ``"no"`` is not silently taken as true.
+    """
     check_positive(num_classes=num_classes, in_channels=in_channels)
+    for name, value in switches.items():
+        if not isinstance(value, bool):
+            raise ReslabError(f"{name} must be True or False, got {value!r}")
     if shortcut not in SHORTCUT_OPTIONS:
         raise ReslabError(f"unknown shortcut option {shortcut!r}; {choices_hint(SHORTCUT_OPTIONS)}")
     if variant not in VARIANTS:
@@ -104,7 +119,8 @@ class ResNet(ModelInterface, nn.Module):
     ) -> None:
         super().__init__()
         _check_options(
-            num_classes=num_classes, in_channels=in_channels, shortcut=shortcut, variant=variant
+            num_classes=num_classes, in_channels=in_channels, shortcut=shortcut, variant=variant,
+            residual=residual, zero_init_residual=zero_init_residual,
         )
         stem_planes = widths[0]
         if stem == "imagenet":
