@@ -25,10 +25,9 @@ from reslab.errors import ReslabError, choices_hint
 from reslab.io import atomic_write, check_output_path
 from reslab.models import list_models, model_info
 from reslab.models.blocks import SHORTCUT_OPTIONS
-from reslab.models.registry import family_and_depth
+from reslab.models.registry import FAMILIES, family_and_depth
 from reslab.models.resnet import IMAGENET_ARCHS
 
-FAMILIES = ("imagenet", "cifar", "classic")  # the registry's families
 TABLE1_GMACS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}  # Table 1, "FLOPs" (multiply-adds)
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from reslab.errors import ReslabError, choices_hint, natural_key
 
+FAMILIES = ("imagenet", "cifar", "classic")  # Table 1, Sec. 4.2, the course's case studies
 _CIFAR_NAME = re.compile(r"^(resnet|plain)(\d+)$")
 
 
@@ -112,7 +113,14 @@ def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
 
     Returns:
         Sorted names (fixed names only; any ``resnet<6n+2>`` also works, see module docs).
+
+    Raises:
+        ReslabError: ``pattern`` is not a string, or ``family`` is not one of :data:`FAMILIES`.
     """
+    if not isinstance(pattern, str):
+        raise ReslabError(f"a model name pattern must be a string, got {pattern!r}")
+    if family is not None and family not in FAMILIES:
+        raise ReslabError(f"unknown model family {family!r}; {choices_hint(FAMILIES)}")
     names = [
         info.name
         for info in _registry().values()
