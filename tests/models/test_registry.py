@@ -60,6 +60,16 @@ def test_every_model_heads_and_reset(name):
         assert model(x).shape == (1, 3)
 
 
+@pytest.mark.parametrize("name", ["resnet20", "lenet5", "vgg16"])
+def test_reset_classifier_keeps_dtype(name):
+    model = reslab.create_model(name).double().eval()
+    model.reset_classifier(3)
+    info = reslab.model_info(name)
+    x = torch.randn(1, info.in_channels, *small_input(info), dtype=torch.float64)
+    with torch.no_grad():
+        assert model(x).dtype == torch.float64
+
+
 @pytest.mark.parametrize("name", ["resnet20", "plain20", "resnet50"])
 def test_resnet_fc_swapped_for_identity(name):
     """The usual feature-extraction pattern: ``fc = Identity()`` keeps num_features, and

@@ -25,12 +25,13 @@ class ModelInterface:
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last fc layer with a fresh one of ``num_classes`` outputs (for fine-tuning).
+        """Replace the last fc layer with a fresh one of ``num_classes`` outputs (for fine-tuning),
+        on the model's device and in its dtype (a double or bf16 model stays runnable).
 
         Args:
             num_classes: The new number of classes.
         """
         check_positive(num_classes=num_classes)
-        device = next(self.parameters()).device
-        self.set_submodule(self.logits_name,
-                           nn.Linear(self.num_features, num_classes).to(device))
+        weight = next(self.parameters())
+        self.set_submodule(self.logits_name, nn.Linear(self.num_features, num_classes).to(
+            device=weight.device, dtype=weight.dtype))
