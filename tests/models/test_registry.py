@@ -127,6 +127,8 @@ def test_any_cifar_depth_by_name():
     [
         (lambda: reslab.create_model("resnet21x"), "unknown model 'resnet21x'"),
         (lambda: reslab.create_model("resnet21"), "6n+2"),
+        (lambda: reslab.create_model("resnet020"), "unknown model 'resnet020'; did you mean resnet20"),
+        (lambda: reslab.create_model("resnet018"), "unknown model 'resnet018'; did you mean resnet18"),
         (lambda: reslab.create_model("cifar_resnet", depth=22), "6n+2"),
         (lambda: reslab.create_model("resnet20", shortcut="D"), "shortcut option 'D'; choose from: A, B, C"),
         (lambda: reslab.create_model("resnet50", variant="v2"), "variant 'v2'"),

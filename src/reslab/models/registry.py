@@ -22,7 +22,7 @@ from torch import nn
 from reslab.errors import ReslabError, choices_hint, natural_key
 
 FAMILIES = ("imagenet", "cifar", "classic")  # Table 1, Sec. 4.2, the course's case studies
-_CIFAR_NAME = re.compile(r"^(resnet|plain)(\d+)$")
+_CIFAR_NAME = re.compile(r"^(resnet|plain)([1-9]\d*)$")  # no leading zeros: resnet020
 
 
 def family_and_depth(name: str) -> tuple[str, int] | None:
