@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from reslab.errors import ReslabError, user_message
+from reslab.errors import RankLost, ReslabError, user_message
 
 # Sub-commands: (module, one-line help), in the order `reslab --help` lists them. Only the module
 # of the command being run is imported, so that `reslab --help` does not load torch.
@@ -117,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name; ``sys.argv[1:]`` when None.
 
     Returns:
-        The exit status: 0 on success, 2 for a usage error, 130 when interrupted.
+        The exit status: 0 on success, 2 for a usage error, 1 when another rank of a
+        distributed run stopped, 130 when interrupted.
     """
     show_warnings()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -135,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             PermissionError) as exc:
         sys.stderr.write(f"reslab: error: {exc.strerror or exc}: {exc.filename}\n")
         return EXIT_USAGE
+    except RankLost as exc:
+        sys.stderr.write(f"reslab: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("reslab: interrupted\n")
         return 130

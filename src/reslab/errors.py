@@ -16,6 +16,14 @@ class ReslabError(ValueError):
     """A problem caused by the user's input, reported without a traceback."""
 
 
+class RankLost(RuntimeError):
+    """Another rank of a distributed run stopped (it printed why); this one cannot go on.
+
+    The command line reports it as one line with exit status 1, not a traceback of the failed
+    collective.
+    """
+
+
 def user_message(error: ReslabError) -> str:
     """The message of a :class:`ReslabError`, without the traceback that torch's DataLoader
     puts in front of it when a worker process raised it (a damaged image in a folder data set).

@@ -24,8 +24,10 @@ from safetensors.torch import load_file
 
 from reslab.cli import main
 from reslab.data import TensorLoader, load_arrays
+from reslab.errors import RankLost
 from reslab.eval.metrics import evaluate
 from reslab.train.distributed import CPUSyncBatchNorm, all_reduce_sum, join
+from reslab.train import engine
 from reslab.train.engine import train
 from tests.data_fixtures import write_tiny_fashion_mnist
 
@@ -324,3 +326,27 @@ def _rank_pid(launcher: int, *, rank: int) -> int:
         if f"\nPPid:\t{launcher}\n" in status and f"RANK={rank}".encode() in environ:
             return int(proc.name)
     raise AssertionError(f"no rank {rank} under process {launcher}")
+
+
+def _lose_rank_one(rank, data_dir, out):
+    """Rank 1 ends during set-up (as after its own error); rank 0 records what it raised."""
+    if rank == 1:
+        engine.build_inputs = lambda *args, **kwargs: os._exit(0)
+    try:
+        train(**TINY, data_dir=str(data_dir), out=str(out), progress=False)
+    except RankLost as exc:
+        Path(f"{out}.error").write_text(str(exc))
+
+
+def test_a_stopped_rank_is_one_line_on_the_others(data_dir, tmp_path, monkeypatch, capsys):
+    """The survivor's failed collective is RankLost (one CLI line, status 1), no traceback."""
+    run_ranks(2, _lose_rank_one, data_dir, tmp_path / "run")
+    message = (tmp_path / "run.error").read_text()
+    assert message.startswith("rank 0 of 2 stopped because another rank stopped")
+
+    def lost(*args, **kwargs):
+        raise RankLost(message)
+
+    monkeypatch.setattr(engine, "train", lost)
+    assert main(["train", "--model", "resnet8"]) == 1
+    assert capsys.readouterr().err == f"reslab: {message}\n"

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from reslab.errors import ReslabError
+from reslab.errors import RankLost, ReslabError
 from reslab.runtime import select_device
 
 
@@ -141,8 +141,20 @@ def join(device: str = "auto", *, timeout_s: float) -> Iterator[World]:
                           f"{timeout_s:g} s: {reason}") from None
     try:
         yield world
+    except RuntimeError as exc:
+        if not _peer_lost(exc):
+            raise
+        raise RankLost(f"rank {rank} of {world_size} stopped because another rank stopped "
+                       "(its message is above)") from None
     finally:
         dist.destroy_process_group()
+
+
+def _peer_lost(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective that failed because another rank's process ended:
+    gloo closes the connection at once; NCCL errors are :class:`torch.distributed.DistError`."""
+    return isinstance(error, dist.DistError) or any(
+        text in str(error) for text in ("Connection closed by peer", "Connection reset by peer"))
 
 
 def _store_address() -> tuple[str, int]:
