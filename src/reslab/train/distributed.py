@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -145,7 +146,7 @@ def join(device: str = "auto", *, timeout_s: float) -> Iterator[World]:
         if not _peer_lost(exc):
             raise
         raise RankLost(f"rank {rank} of {world_size} stopped because another rank stopped "
-                       "(its message is above)") from None
+                       f"(its message is above; here: {_first_sentence(exc)})") from None
     finally:
         dist.destroy_process_group()
 
@@ -155,6 +156,13 @@ def _peer_lost(error: RuntimeError) -> bool:
     gloo closes the connection at once; NCCL errors are :class:`torch.distributed.DistError`."""
     return isinstance(error, dist.DistError) or any(
         text in str(error) for text in ("Connection closed by peer", "Connection reset by peer"))
+
+
+def _first_sentence(error: Exception) -> str:
+    """``error``'s first sentence, without the source location gloo puts in front of it
+    (``[.../pair.cc:561] Connection closed by peer [127.0.0.1]:7307``)."""
+    lines = str(error).strip().splitlines() or [""]
+    return re.sub(r"^\[[^\]]*\]\s*", "", lines[0]).split(". ")[0][:200]
 
 
 def _store_address() -> tuple[str, int]:
