@@ -90,3 +90,29 @@ def _array_ops(shape_ops: bytes, raw: bytes, dtype: bytes = b"u1") -> bytes:
 def test_crafted_pickles_are_refused(data, message):
     with pytest.raises(Exception, match=message):
         load(data)
+
+
+def _doubling_lists(levels: int) -> bytes:
+    """A protocol-2 pickle of ``levels`` lists, each holding the one before it twice (by memo):
+    about 8 bytes a level, ``2**levels`` paths through it."""
+    body = b"\x80\x02]q\x00"
+    for level in range(levels):
+        body += b"(h" + bytes([level]) + b"h" + bytes([level]) + b"lq" + bytes([level + 1])
+    return body + b"."
+
+
+def test_shared_lists_stay_shared_instead_of_doubling_each_level():
+    top = load(_doubling_lists(200))  # copying every path: 2**200 lists
+    inner = top
+    for _ in range(200):
+        assert len(inner) == 2 and inner[0] is inner[1]
+        inner = inner[0]
+    assert inner == []
+
+
+def test_a_cycle_reads_as_a_cycle_with_its_arrays():
+    data = np.arange(3, dtype=np.uint8)
+    loop = [data]
+    loop.append(loop)
+    back = load(pickle.dumps({"loop": loop}, protocol=2))["loop"]
+    assert back[1] is back and np.array_equal(back[0], data)

@@ -182,17 +182,36 @@ class _Unpickler(pickle.Unpickler):
                                          "does not") from None
 
 
-def _finish(value: Any) -> Any:
-    """Replace the array stand-ins in dicts and lists by their arrays."""
+def _finish(value: Any, done: dict[int, Any] | None = None) -> Any:
+    """Replace the array stand-ins in dicts and lists by their arrays.
+
+    Each dict and list is copied once (``done``: copies by the id of the original), so shared
+    ones stay shared and cycles stay cycles: a pickle whose lists each hold the one before it
+    twice is a few bytes a level, and copying every path through it would take ``2**levels``
+    lists.
+
+    Args:
+        value: What the unpickler built.
+        done: The dicts and lists copied so far (None: a fresh walk).
+
+    Returns:
+        ``value`` with its arrays in place of their stand-ins.
+    """
     if isinstance(value, _Array):
         if value.array is None:
             raise pickle.UnpicklingError("an array without its data")
         return value.array
+    if not isinstance(value, dict | list):
+        return value
+    done = {} if done is None else done
+    if id(value) in done:
+        return done[id(value)]
+    copy = done[id(value)] = type(value)()
     if isinstance(value, dict):
-        return {key: _finish(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finish(item) for item in value]
-    return value
+        copy.update((key, _finish(item, done)) for key, item in value.items())
+    else:
+        copy.extend(_finish(item, done) for item in value)
+    return copy
 
 
 def load(handle: BinaryIO) -> Any:
