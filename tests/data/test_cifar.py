@@ -268,3 +268,22 @@ def test_binary_meta_file_that_is_not_text(cifar10):
     (root / "cifar-10-batches-bin" / "batches.meta.txt").write_bytes(b"\xff\xfe\x00air\x80")
     with pytest.raises(ReslabError, match=r"batches.meta.txt: not UTF-8 text"):
         load_arrays("cifar10", root, "test")
+
+
+def _doubling_labels(levels: int) -> list:
+    """Lists that each hold the one before it twice: pickled with memo references, a few bytes
+    a level, but ``2**levels`` numbers to ``torch.tensor``."""
+    labels = [0]
+    for _ in range(levels):
+        labels = [labels, labels]
+    return labels
+
+
+@pytest.mark.parametrize("labels", [_doubling_labels(26), [0.0, 1.5, 2.0], [[0], [1], [2]]])
+def test_python_release_labels_must_be_flat_integers(tmp_path, labels):
+    written = write_cifar10(tmp_path / "bin" / "cifar-10-batches-bin")
+    folder = tmp_path / "py" / "cifar-10-batches-py"
+    write_cifar_python(folder, written, "cifar10")
+    write_pickle(folder / "test_batch", {"data": np.zeros((3, 3072), np.uint8), "labels": labels})
+    with pytest.raises(ReslabError, match=r"test_batch: 'labels' is not a list of class numbers"):
+        load_arrays("cifar10", tmp_path / "py", "test")

@@ -340,10 +340,13 @@ def read_batch(path: Path, fmt: PickleFormat) -> tuple[torch.Tensor, torch.Tenso
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
             and data.shape[1] == PIXEL_BYTES):
         raise ReslabError(f"{path}: 'data' is not a uint8 array [N, {PIXEL_BYTES}]")
+    not_numbers = f"{path}: {fmt.label_key!r} is not a list of class numbers"
+    if not _flat_integers(labels):
+        raise ReslabError(not_numbers)
     try:
         labels = torch.tensor(labels, dtype=torch.int64)  # [N]
-    except (TypeError, ValueError, RuntimeError, OverflowError):
-        raise ReslabError(f"{path}: {fmt.label_key!r} is not a list of class numbers") from None
+    except (TypeError, OverflowError):
+        raise ReslabError(not_numbers) from None
     if not len(data):
         raise ReslabError(f"{path}: holds no images")
     if labels.shape != (len(data),):
@@ -355,6 +358,24 @@ def read_batch(path: Path, fmt: PickleFormat) -> tuple[torch.Tensor, torch.Tenso
                           f"0..{fmt.num_classes - 1}")
     images = torch.from_numpy(np.ascontiguousarray(data)).reshape(-1, *IMAGE_SHAPE)  # its own memory
     return images, labels
+
+
+def _flat_integers(labels: object) -> bool:
+    """Whether ``labels`` is a list or tuple of integers or a 1-d integer array.
+
+    Checked before ``torch.tensor``, which sizes its tensor by the nesting: a pickle of lists
+    that each hold the one before it twice (a few bytes a level) would claim ``2**levels``
+    numbers.
+
+    Args:
+        labels: The value under a batch's label key.
+
+    Returns:
+        True when it is flat and all integers (bools included, as before).
+    """
+    if isinstance(labels, np.ndarray):
+        return labels.ndim == 1 and labels.dtype.kind in "biu"
+    return isinstance(labels, list | tuple) and all(isinstance(label, int) for label in labels)
 
 
 def load(info: DatasetInfo, folder: Path, split: str) -> ArrayData:
