@@ -5,7 +5,7 @@ import gzip
 import pytest
 import torch
 
-from reslab.data import get_dataset, holdout_indices, load_arrays
+from reslab.data import get_dataset, holdout_indices, idx, load_arrays
 from reslab.data.idx import SYSTEM_DIRS
 from reslab.errors import ReslabError
 from tests.data.formats import idx_bytes, write_idx_set
@@ -79,6 +79,16 @@ def test_damaged_gzip(tmp_path):
     path = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:30])
     with pytest.raises(ReslabError, match=r"t10k-images-idx3-ubyte.gz: damaged gzip data"):
+        load_arrays("mnist", tmp_path, "test")
+
+
+def test_gzip_bomb_stops_at_the_decoded_limit(tmp_path, monkeypatch):
+    write_idx_set(tmp_path / "mnist", gz=True)
+    path = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(torch.zeros(100, 28, 28, dtype=torch.uint8))))
+    monkeypatch.setattr(idx, "MAX_DECODED", 50_000)  # the file decodes to 78,416 bytes
+    with pytest.raises(ReslabError, match=r"t10k-images-idx3-ubyte.gz: decodes to more than "
+                                          r"50000 bytes, far more than an IDX file"):
         load_arrays("mnist", tmp_path, "test")
 
 

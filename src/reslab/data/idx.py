@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import struct
 import zlib
@@ -34,6 +35,7 @@ LABELS_MAGIC = 0x00000801
 IMAGE_SIZE = (28, 28)
 NUM_CLASSES = 10
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_DECODED = 1 << 30  # bytes a gzip-compressed IDX file may decode to: 20x the official largest
 SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 
 # Official file names per split: (images, labels). On disk either name or name + ".gz".
@@ -80,13 +82,32 @@ RESOURCES = {
 
 
 def _read_bytes(path: Path) -> bytes:
+    """An IDX file's bytes, decoded if gzip-compressed.
+
+    Decoding stops past :data:`MAX_DECODED` bytes: gzip packs about 1000 bytes of zeros into
+    one, so a small crafted file could otherwise claim gigabytes of memory.
+
+    Args:
+        path: A raw or gzip-compressed file.
+
+    Returns:
+        The (decoded) bytes.
+
+    Raises:
+        ReslabError: Damaged gzip data, or more than :data:`MAX_DECODED` bytes of it.
+    """
     data = path.read_bytes()
     if not data.startswith(GZIP_MAGIC):
         return data
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            decoded = stream.read(MAX_DECODED + 1)
     except (EOFError, OSError, zlib.error) as exc:
         raise ReslabError(f"{path}: damaged gzip data ({exc})") from exc
+    if len(decoded) > MAX_DECODED:
+        raise ReslabError(f"{path}: decodes to more than {MAX_DECODED} bytes, far more than an "
+                          "IDX file of MNIST's size; not read")
+    return decoded
 
 
 def read_idx(path: Path, *, magic: int) -> torch.Tensor:
