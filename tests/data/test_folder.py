@@ -51,6 +51,19 @@ def test_folder_tree_reads_back_exact_pixels_and_labels(tree):
     assert torch.equal(val[1][0], images[0])
 
 
+def test_linked_folders_are_followed_but_a_link_loop_is_not(tree, tmp_path_factory):
+    root, images, _ = tree
+    extra = tmp_path_factory.mktemp("extra")
+    write_image(extra / "linked.png", images[2])
+    (root / "train" / "dog" / "more").symlink_to(extra, target_is_directory=True)
+    (root / "train" / "cat" / "loop").symlink_to(root / "train" / "cat", target_is_directory=True)
+    (extra / "up").symlink_to(root / "train", target_is_directory=True)  # a loop via the link
+    train = get_dataset("folder", root, "train")
+    names = sorted(Path(p).relative_to(root / "train").as_posix() for p, _ in train.samples)
+    assert names == ["cat/0.png", "cat/3.png", "dog/1.png", "dog/4.png", "dog/more/linked.png",
+                     "emu/2.png", "emu/5.png"]
+
+
 def test_non_images_are_skipped_counted_and_warned(tree, caplog):
     root, _, _ = tree
     (root / "train" / "cat" / "notes.txt").write_text("not an image")

@@ -97,10 +97,16 @@ def damaged_images(skipped: Sequence[Path]) -> list[Path]:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    """Every file below ``folder`` (following links), sorted, hidden files included."""
+    """Every file below ``folder`` (following links, but not a link to a folder the walk is
+    in: a loop would repeat its files until the path grew too long), sorted, hidden files
+    included."""
     found = []
+    # a folder's path -> the real folders it is inside (the start's own parents included)
+    above = {os.fspath(folder): frozenset(Path(folder).resolve().parents)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
+        chain = above.pop(dirpath, frozenset()) | {Path(dirpath).resolve()}
+        dirnames[:] = [d for d in sorted(dirnames) if Path(dirpath, d).resolve() not in chain]
+        above.update((os.path.join(dirpath, d), chain) for d in dirnames)
         found.extend(Path(dirpath, name) for name in sorted(filenames))
     return found
 
