@@ -344,7 +344,7 @@ def test_a_stopped_rank_is_one_line_on_the_others(data_dir, tmp_path, monkeypatc
     message = (tmp_path / "run.error").read_text()
     assert message.startswith("rank 0 of 2 stopped because another rank stopped (its message "
                               "is above; here: ")
-    assert "Connection closed by peer" in message and ".cc:" not in message  # no gloo source
+    assert "by peer" in message and ".cc:" not in message  # closed or reset; no gloo source
 
     def lost(*args, **kwargs):
         raise RankLost(message)

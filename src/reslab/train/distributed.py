@@ -155,7 +155,8 @@ def _peer_lost(error: RuntimeError) -> bool:
     """Whether ``error`` is a collective that failed because another rank's process ended:
     gloo closes the connection at once; NCCL errors are :class:`torch.distributed.DistError`."""
     return isinstance(error, dist.DistError) or any(
-        text in str(error) for text in ("Connection closed by peer", "Connection reset by peer"))
+        text in str(error)
+        for text in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
 
 
 def _first_sentence(error: Exception) -> str:
