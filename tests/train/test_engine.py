@@ -584,3 +584,19 @@ def test_weights_with_bad_metadata_are_refused_in_one_line(change, problem, tmp_
     assert str(error.value) == expected
     assert main(["predict", str(bad), str(tmp_path / "no-image.png")]) == 2
     assert capsys.readouterr().err == f"reslab: error: {expected}\n"
+
+
+def test_plain_output_has_no_line_without_numbers(data_dir, tmp_path, capsys):
+    """With no val or test split an evaluation has nothing to print: its metrics.csv row stays
+    (it marks the checkpoint), the terminal gets no 'iter 4/6 epoch=... lr=...' line."""
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--data", "fashion-mnist", "--data-dir",
+                 str(data_dir), "--iters", "6", "--eval-every", "3", "--log-every", "2",
+                 "--batch-size", "16", "--train-split", "train", "--val-split", "none",
+                 "--test-split", "none", "--device", "cpu", "--no-progress", "--out",
+                 str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("iter ")]
+    assert [line.split()[1] for line in lines] == ["2/6", "4/6", "6/6"]
+    assert all("train_loss=" in line for line in lines)
+    with open(out / "metrics.csv") as f:
+        assert [row["iteration"] for row in csv.DictReader(f)] == ["2", "3", "4", "6", "6"]

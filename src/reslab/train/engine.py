@@ -414,7 +414,8 @@ class Trainer:
         text = {k: row[k] for k in ("train_loss", "train_error", "lr", "images_per_s") if k in row}
         if self.show_progress:
             bar.set_postfix({k: f"{v:.3g}" for k, v in text.items()}, refresh=False)
-        else:
+        elif any(row[k] is not None for k in row if k not in ("iteration", "epoch", "lr")):
+            # (an evaluation with no val or test split has no numbers to print)
             fields = " ".join(f"{k}={row[k]:.4g}" for k in row if row[k] is not None
                               and k != "iteration")
             print(f"iter {row['iteration']}/{self.total_iters} {fields}", flush=True)
