@@ -24,7 +24,7 @@ from reslab.errors import ReslabError
 from reslab.experiments.report import Report, recipe_text
 from reslab.io import atomic_write
 from reslab.models.resnet import check_cifar_depth
-from reslab.train.config import PLACEMENT_KEYS, read_toml, resolve
+from reslab.train.config import PLACEMENT_KEYS, check_one_length, read_toml, resolve
 from reslab.train.run_lock import live_writer
 from reslab.train.rundir import read_metrics
 
@@ -168,9 +168,7 @@ def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str,
         if key in EXPERIMENT_KEYS:
             raise ReslabError(f"an experiment's recipe cannot set {key!r}: "
                               f"{EXPERIMENT_KEYS[key]}")
-    if "iters" in overrides and "epochs" in overrides:
-        raise ReslabError("iters and epochs both set the run's length; give one of them "
-                          "(--set iters=N or --set epochs=E)")
+    check_one_length(overrides, how="--set iters=N or --set epochs=E")
     base = dict(QUICK_RECIPE) if quick else {}
     if "epochs" in overrides:  # a length given replaces the quick recipe's, as in resolve()
         base.pop("iters", None)

@@ -240,6 +240,20 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return {key: coerce(key, value) for key, value in data.items()}
 
 
+def check_one_length(keys: dict[str, Any], *, how: str) -> None:
+    """Refuse one layer of keys that sets the run's length twice.
+
+    Args:
+        keys: Config keys given together (flags, ``--set`` keys of an experiment).
+        how: How the user gives a length there, for the message.
+
+    Raises:
+        ReslabError: ``keys`` holds both ``iters`` and ``epochs``.
+    """
+    if "iters" in keys and "epochs" in keys:
+        raise ReslabError(f"iters and epochs both set the run's length; give one of them ({how})")
+
+
 def resolve(
     overrides: dict[str, Any],
     *,
@@ -266,9 +280,7 @@ def resolve(
     Raises:
         ReslabError: A bad key or value, or ``overrides`` giving both ``iters`` and ``epochs``.
     """
-    if "iters" in overrides and "epochs" in overrides:
-        raise ReslabError("iters and epochs both set the run's length; give one of them "
-                          "(--iters N or --epochs E)")
+    check_one_length(overrides, how="--iters N or --epochs E")
     layers = [read_toml(config_file) if config_file else {},
               {k: coerce(k, v) for k, v in (base or {}).items()},
               {k: coerce(k, v) for k, v in overrides.items()}]
@@ -292,18 +304,13 @@ def _with_layer(values: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]
     merged = {**values, **layer}
     if "iters" in layer and "epochs" not in layer:
         merged["epochs"] = None  # an iteration count replaces the epochs under it
-    if ("iters" in layer or "epochs" in layer) and _length(values) > 0:  # else nothing to move
-        scale = _length(merged) / _length(values)
+    if ("iters" in layer or "epochs" in layer) and _run_length(values)[0] > 0:  # else nothing
+        scale = _run_length(merged)[0] / _run_length(values)[0]
         if "milestones" not in layer:
             merged["milestones"] = [m * scale for m in values["milestones"]]
         if "lr_ramp" not in layer:
             merged["lr_ramp"] = values["lr_ramp"] * scale
     return merged
-
-
-def _length(values: dict[str, Any]) -> float:
-    """The run's length in its own unit: epochs when set, else iterations."""
-    return values["epochs"] if values["epochs"] is not None else values["iters"]
 
 
 def validate(config: TrainConfig) -> None:
@@ -375,11 +382,15 @@ def _validate_held_out(config: TrainConfig) -> None:
                 f"--{flag} none")
 
 
-def _run_length(config: TrainConfig) -> tuple[float, str]:
-    """The run's length and its unit (``epochs`` or ``iterations``)."""
-    if config.epochs is not None:
-        return config.epochs, "epochs"
-    return config.iters, "iterations"
+def _run_length(values: dict[str, Any]) -> tuple[float, str]:
+    """The run's length and its unit: ``epochs`` when set, else ``iterations``.
+
+    Args:
+        values: Config keys holding ``epochs`` and ``iters``.
+    """
+    if values["epochs"] is not None:
+        return values["epochs"], "epochs"
+    return values["iters"], "iterations"
 
 
 def _validate_milestones(config: TrainConfig) -> None:
@@ -389,7 +400,7 @@ def _validate_milestones(config: TrainConfig) -> None:
         raise ReslabError(f"milestones must not be negative, got {milestones}")
     if any(a >= b for a, b in zip(milestones, milestones[1:])):
         raise ReslabError(f"milestones must increase, each given once, got {milestones}")
-    length, unit = _run_length(config)
+    length, unit = _run_length(vars(config))
     if config.schedule == "step" and milestones and milestones[-1] >= length:
         raise ReslabError(f"milestones must be inside the run ({length:g} {unit}), got "
                           f"{milestones}")
@@ -397,7 +408,7 @@ def _validate_milestones(config: TrainConfig) -> None:
 
 def _validate_ramp(config: TrainConfig) -> None:
     """The linear ramp ends before the run does and is the run's only warm-up."""
-    length, unit = _run_length(config)
+    length, unit = _run_length(vars(config))
     if not 0 <= config.lr_ramp < length:
         raise ReslabError(f"lr_ramp must be at least 0 and shorter than the run "
                           f"({length:g} {unit}), got {config.lr_ramp:g}")

@@ -194,14 +194,8 @@ class Trainer:
         else:  # a folder the user named: its parent must exist (a typo fails here)
             out = Path(cfg.out)
         check_output_path(out, folder=True)
-        if not resume and (out / "trainer_state.pt").exists():
-            raise ReslabError(f"{out} already holds a run; continue it with --resume {out} "
-                              "or choose another --out")
-        orphans = [name for name in RUN_CHECKPOINTS if (out / name).exists()]
-        if not resume and orphans:  # another run's weights: `reslab eval` would read them
-            raise ReslabError(f"{out} holds {' and '.join(orphans)} of an earlier run but no "
-                              "trainer_state.pt to resume it; move them away or choose another "
-                              "--out")
+        if not resume:
+            _check_free(out)
         self.inputs: Inputs = build_inputs(cfg, self.device, rank=self.rank,
                                            world_size=self.world_size)
         self.iters_per_epoch = len(self.inputs.train)
@@ -539,6 +533,19 @@ class LogWindow:
         self.loss.fill_(state["loss"])
         self.wrong.fill_(state["wrong"])
         self.seen, self.seconds = state["seen"], state["seconds"]
+
+
+def _check_free(out: Path) -> None:
+    """Refuse a new run in a folder that holds another run: its checkpoint, or weights whose
+    trainer state is gone (`reslab eval` of the folder would read them as the new run's)."""
+    if (out / "trainer_state.pt").exists():
+        raise ReslabError(f"{out} already holds a run; continue it with --resume {out} "
+                          "or choose another --out")
+    orphans = [name for name in RUN_CHECKPOINTS if (out / name).exists()]
+    if orphans:
+        raise ReslabError(f"{out} holds {' and '.join(orphans)} of an earlier run but no "
+                          "trainer_state.pt to resume it; move them away or choose another "
+                          "--out")
 
 
 @contextmanager
