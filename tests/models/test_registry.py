@@ -120,6 +120,10 @@ def test_any_cifar_depth_by_name():
     assert model.layer1[0].downsample is None
     model = reslab.create_model("cifar_resnet", depth=50)  # resnet50 is the ImageNet net
     assert model.num_features == 64 and len(model.layer1) == 8
+    # A depth outside Table 6 / Fig. 6 cites Sec. 4.2's rule, not the table.
+    assert reslab.model_info("resnet8").source == "Sec. 4.2, 6n+2 with n=1"
+    assert reslab.model_info("plain14").source == "Sec. 4.2 (plain), 6n+2 with n=2"
+    assert reslab.model_info("resnet56").source == "Sec. 4.2, Table 6"
 
 
 @pytest.mark.parametrize(

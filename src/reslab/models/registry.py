@@ -154,7 +154,8 @@ def model_info(name: str) -> ModelInfo:
         from reslab.models.resnet import check_cifar_depth
 
         check_cifar_depth(depth)
-        source = registry[f"{kind}20"].source  # a named depth's, not the generic entry's
+        # Table 6 and Fig. 6 list only the paper's depths; others are Sec. 4.2's rule.
+        source = f"Sec. 4.2{' (plain)' if kind == 'plain' else ''}, 6n+2 with n={(depth - 2) // 6}"
         return ModelInfo(
             name, base.family, base.constructor, base.input_size, base.in_channels, source,
             {**base.options, "depth": depth},
