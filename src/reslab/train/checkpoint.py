@@ -71,8 +71,15 @@ def _list_of(check: Callable[[Any], bool], length: int | None = None) -> Callabl
                           and all(map(check, value)))
 
 
+def _of_type(*types: type) -> tuple[Callable[[Any], bool], str]:
+    return (lambda value: isinstance(value, types)), " or ".join(t.__name__ for t in types)
+
+
+# A schema maps a key to a check and what it expects, or to the schema of a nested object
+# (checked by _schema_problems).
+
 # The keys of a weights file's reslab metadata (Trainer.checkpoint_meta), each optional (older
-# files lack some), with a check and what it expects; a dict: the keys of a nested object.
+# files lack some).
 PREPROCESS_FIELDS = {
     "kind": (_is_string, "a string"),
     "scale": (_is_finite, "a finite number"),
@@ -88,7 +95,7 @@ META_FIELDS = {
     "classes": (_list_of(_is_string), "a list of strings"),
     "input_size": (_list_of(_is_positive, 2), "a list of 2 positive integers"),
     "data": (_is_string, "a string"),
-    "preprocess": (PREPROCESS_FIELDS, "an object"),
+    "preprocess": PREPROCESS_FIELDS,
     "paper_ref": (_is_string, "a string"),
     "iteration": (_is_count, "a non-negative integer"),
     "ema": (_is_finite, "a finite number"),
@@ -96,16 +103,19 @@ META_FIELDS = {
     "test_error": (_is_finite, "a finite number"),
 }
 
-# What trainer_state.pt holds, by type (a dict: checked key by key). The optional keys are
-# missing from files of older versions, or None when the run does not use them: the --ema
-# average, the precise-BN loader's position and the open log window.
+# What trainer_state.pt holds, by type. The optional keys are missing from files of older
+# versions, or None when the run does not use them: the --ema average, the precise-BN loader's
+# position and the open log window.
 TRAINER_STATE = {
-    "iteration": int, "model": dict, "optimizer": dict, "schedule": dict, "loader": dict,
-    "best_val_error": (float, type(None)), "rng": {"torch": torch.Tensor, "python": tuple},
+    "iteration": _of_type(int), "model": _of_type(dict), "optimizer": _of_type(dict),
+    "schedule": _of_type(dict), "loader": _of_type(dict),
+    "best_val_error": _of_type(float, type(None)),
+    "rng": {"torch": _of_type(torch.Tensor), "python": _of_type(tuple)},
 }
 OPTIONAL_TRAINER_STATE = {
-    "average": dict, "bn_loader": dict,
-    "log_window": {"loss": float, "wrong": int, "seen": int, "seconds": float},
+    "average": _of_type(dict), "bn_loader": _of_type(dict),
+    "log_window": {"loss": _of_type(float), "wrong": _of_type(int), "seen": _of_type(int),
+                   "seconds": _of_type(float)},
 }
 
 
@@ -196,9 +206,10 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             raise ReslabError(f"checkpoint {path} is truncated or corrupt ({exc})") from None
         if not isinstance(meta, dict):
             raise ReslabError(f"checkpoint {path}: its reslab metadata is not a JSON object")
-        problems = _meta_problems(meta, META_FIELDS)
-        if problems:
-            raise ReslabError(f"checkpoint {path}: bad reslab metadata: {'; '.join(problems)}")
+        wrong = _schema_problems(meta, META_FIELDS, required=False)[1]
+        if wrong:
+            problems = "; ".join(f"{name} must be {expected}" for name, expected in wrong)
+            raise ReslabError(f"checkpoint {path}: bad reslab metadata: {problems}")
     else:
         state = _torch_load(io.BytesIO(data), f"checkpoint {path} is truncated, corrupt or not "
                                               "a weights-only state dict")
@@ -211,18 +222,33 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     return {k.removeprefix("module."): v for k, v in state.items()}, meta
 
 
-def _meta_problems(meta: dict[str, Any], fields: dict[str, Any], prefix: str = "") -> list[str]:
-    """What is wrong with the keys of ``meta`` that ``fields`` describes (the others pass)."""
-    problems = []
-    for key, (check, expected) in fields.items():
-        if key not in meta:
-            continue
-        value, name = meta[key], prefix + key
-        if isinstance(check, dict) and isinstance(value, dict):
-            problems += _meta_problems(value, check, f"{name}.")
-        elif isinstance(check, dict) or not check(value):
-            problems.append(f"{name} must be {expected}")
-    return problems
+def _schema_problems(obj: dict[str, Any], schema: dict[str, Any], *, required: bool,
+                     prefix: str = "") -> tuple[list[str], list[tuple[str, str]]]:
+    """The keys of ``schema`` that ``obj`` lacks, and those that fail their check.
+
+    Args:
+        obj: A dict read from a file; keys the schema does not name pass.
+        schema: Key to ``(check, expected)``, or to the schema of a nested dict.
+        required: Every key of the schema must be present (else a missing key passes).
+        prefix: Put before the names (the nested dict's own name and a dot).
+
+    Returns:
+        The dotted names of the missing keys, and ``(name, expected)`` for each failing one.
+    """
+    missing, wrong = [], []
+    for key, rule in schema.items():
+        name = prefix + key
+        if key not in obj:
+            missing += [name] if required else []
+        elif isinstance(rule, dict) and isinstance(obj[key], dict):
+            inner_missing, inner_wrong = _schema_problems(obj[key], rule, required=required,
+                                                          prefix=f"{name}.")
+            missing, wrong = missing + inner_missing, wrong + inner_wrong
+        elif isinstance(rule, dict):
+            wrong.append((name, "an object"))
+        elif not rule[0](obj[key]):
+            wrong.append((name, rule[1]))
+    return missing, wrong
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
@@ -330,37 +356,15 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
     state = _torch_load(path, f"trainer state {path} is truncated or corrupt")
     if not isinstance(state, dict):
         raise ReslabError(f"trainer state {path} is not a dict (a file reslab did not write?)")
-    missing, wrong = _bad_keys(state, TRAINER_STATE)
-    wrong += _bad_keys(state, OPTIONAL_TRAINER_STATE, optional=True)[1]
+    missing, wrong = _schema_problems(state, TRAINER_STATE, required=True)
+    used = {key: value for key, value in state.items() if value is not None}
+    wrong += _schema_problems(used, OPTIONAL_TRAINER_STATE, required=False)[1]
+    wrong = [name for name, _ in wrong]
     problems = [f"{what} {', '.join(keys)}" for what, keys in
                 (("missing keys", missing), ("keys of the wrong type", wrong)) if keys]
     if problems:
         raise ReslabError(f"trainer state {path} is not one reslab wrote: {'; '.join(problems)}")
     return state
-
-
-def _bad_keys(state: dict[str, Any], spec: dict[str, Any], *, optional: bool = False,
-              prefix: str = "") -> tuple[list[str], list[str]]:
-    """The keys of ``spec`` that ``state`` lacks and those of another type, as dotted names.
-
-    Args:
-        state: A dict read from a file.
-        spec: Key to type (or tuple of types), or to a nested ``spec`` for a dict.
-        optional: The keys may be missing or None.
-        prefix: Put before the names (the nested dict's own name and a dot).
-    """
-    missing, wrong = [], []
-    for key, kind in spec.items():
-        name, value = prefix + key, state.get(key)
-        if key not in state or (optional and value is None):
-            if not optional:
-                missing.append(name)
-        elif isinstance(kind, dict) and isinstance(value, dict):
-            inner_missing, inner_wrong = _bad_keys(value, kind, prefix=f"{name}.")
-            missing, wrong = missing + inner_missing, wrong + inner_wrong
-        elif isinstance(kind, dict) or not isinstance(value, kind):
-            wrong.append(name)
-    return missing, wrong
 
 
 def _starts_like_a_checkpoint(data: bytes) -> bool:
