@@ -86,6 +86,23 @@ def test_damaged_image_body_names_the_file(tree):
         verify("folder", root)
 
 
+def test_image_over_the_pixel_limit_is_refused_before_decoding(tree, monkeypatch):
+    """A decompression bomb (a small file of huge dimensions) is refused from its header, at
+    Pillow's limit (which `reslab predict` obeys too), in one line naming the file."""
+    root, _, _ = tree
+    train = get_dataset("folder", root, "train")  # 10x12 images
+    index = next(i for i, (path, _) in enumerate(train.samples) if path.endswith("/0.png"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ReslabError, match=r"0.png: image of 12x10 pixels is over the limit of "
+                                          r"100 \(PIL.Image.MAX_IMAGE_PIXELS"):
+        train[index]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # twice over: Pillow's own error
+    with pytest.raises(ReslabError, match=r"0.png: Image size \(120 pixels\) exceeds limit"):
+        train[index]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 120)
+    assert train[index][0].shape == (3, 10, 12)
+
+
 def test_empty_class_folder(tree):
     root, _, _ = tree
     (root / "train" / "fox").mkdir()

@@ -13,14 +13,17 @@ silently never occur).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
 from reslab.data.base import SeededDataset, progress
@@ -179,7 +182,9 @@ def scan_tree(folder: Path, *, classes: Sequence[str] | None = None) -> ImageLis
 
 def decode_file(path: str | os.PathLike) -> torch.Tensor:
     """Decode an image file to uint8 RGB [3, H, W] (``torchvision.io.decode_image``); a 16-bit
-    PNG keeps its high byte, as Pillow (and so ``reslab predict``) reads it.
+    PNG keeps its high byte, as Pillow (and so ``reslab predict``) reads it. An image of more
+    pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (its decompression-bomb limit, which
+    ``reslab predict`` obeys too) is refused from its header, before it is decoded.
 
     Args:
         path: The image file (JPEG, PNG or WebP).
@@ -188,16 +193,35 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
         uint8 [3, H, W], RGB.
 
     Raises:
-        ReslabError: The file cannot be read or decoded.
+        ReslabError: The file cannot be read or decoded, or has too many pixels.
     """
     try:
-        data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
-        image = decode_image(data, mode=ImageReadMode.RGB)
+        data = bytearray(Path(path).read_bytes())
+        _check_pixels(path, data)
+        image = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
         return image if image.dtype == torch.uint8 else (image.to(torch.int32) >> 8).byte()
     except (OSError, RuntimeError) as exc:
         raise ReslabError(
             f"{path}: cannot decode image ({exc}); `reslab data verify` lists damaged files"
         ) from exc
+
+
+def _check_pixels(path: str | os.PathLike, data: bytearray) -> None:
+    """Refuse an image larger than ``Image.MAX_IMAGE_PIXELS`` from its header (Pillow reads
+    only the header here; a header Pillow cannot parse is left to the decoder)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():  # Pillow warns over the limit: refused below instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as exc:  # twice the limit: Pillow refuses itself
+        raise ReslabError(f"{path}: {exc}") from None
+    except (OSError, ValueError, SyntaxError):
+        return
+    if limit is not None and width * height > limit:
+        raise ReslabError(f"{path}: image of {width}x{height} pixels is over the limit of "
+                          f"{limit} (PIL.Image.MAX_IMAGE_PIXELS; raise it to read larger images)")
 
 
 class ImageFolderDataset(SeededDataset):
