@@ -279,6 +279,25 @@ def test_depth_table_report(tiny_data, tmp_path):
     assert f"| ResNet-8 | 0.08M | 2 | {cell} | {100 * min(errors):.2f} | – | – |" in report
 
 
+def test_depth_table_takes_more_seeds_from_another_first_seed(tiny_data, tmp_path):
+    """--seed is not part of the shared recipe: another first seed adds sub-runs beside the
+    finished ones (named by seed), and the report shows the seeds asked for."""
+    out = tmp_path / "depth"
+    depth_table.run_depth_table(tiny_setup(out, tiny_data, monitor=0, eval_every=4), depths=[8])
+    weights = out / "runs" / "resnet8-seed0" / "last.safetensors"
+    before = weights.stat().st_mtime_ns
+    depth_table.run_depth_table(tiny_setup(out, tiny_data, monitor=0, eval_every=4, seed=1),
+                                depths=[8], seeds=2)
+    assert weights.stat().st_mtime_ns == before
+    assert [r["run_dir"] for r in rows(out / "depth_table.csv")] == ["resnet8-seed1",
+                                                                      "resnet8-seed2"]
+    assert json.loads((out / "experiment.json").read_text())["recipe"]["seed"] == 1
+    with pytest.raises(ReslabError, match="holds an experiment run with other settings "
+                                          r"\(recipe"):
+        depth_table.run_depth_table(tiny_setup(out, tiny_data, monitor=0, eval_every=8, seed=1),
+                                    depths=[8])
+
+
 def test_experiment_folder_takes_more_depths(tiny_data, tmp_path):
     """Adding a depth to a finished table trains only the new net; the recipe may not change."""
     out = tmp_path / "depth"

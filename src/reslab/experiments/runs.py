@@ -176,8 +176,17 @@ def recipe(*, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str,
 
 
 # The keys of ``experiment.json`` that make two sub-runs comparable; the rest (depths, seeds,
-# the shortcut net's depth) only select which sub-runs a report shows.
+# the shortcut net's depth) only select which sub-runs a report shows. The recipe's seed is not
+# shared either: the depth table names its sub-runs by seed, and a sub-run of another seed
+# under the same name is refused by check_reusable.
 SHARED_KEYS = ("experiment", "data", "recipe")
+
+
+def _shared(description: dict[str, Any], key: str) -> Any:
+    value = description.get(key)
+    if key == "recipe" and isinstance(value, dict):
+        return {name: setting for name, setting in value.items() if name != "seed"}
+    return value
 
 
 def claim_folder(out: Path, description: dict[str, Any], *,
@@ -206,7 +215,8 @@ def claim_folder(out: Path, description: dict[str, Any], *,
     path = out / "experiment.json"
     described = json.loads(json.dumps(description))
     previous = _read_description(path)
-    changed = [key for key in SHARED_KEYS if previous and previous.get(key) != described.get(key)]
+    changed = [key for key in SHARED_KEYS
+               if previous and _shared(previous, key) != _shared(described, key)]
     if changed and any(out.glob("runs/*/config.toml")):
         raise ReslabError(
             f"{out} holds an experiment run with other settings ({', '.join(changed)}; see "
