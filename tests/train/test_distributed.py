@@ -181,6 +181,37 @@ def _sync_bn_step(rank, out):
                     "stats": [bn.running_mean, bn.running_var]}, f"{out}-{rank}.pt")
 
 
+class AheadClock:
+    """The ``time`` module an hour ahead (its wall clock; its other functions unchanged)."""
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def time(self):
+        return time.time() + 3600
+
+    def strftime(self, form, when=None):
+        return time.strftime(form, time.localtime(self.time()) if when is None else when)
+
+
+def _train_in(rank, folder, kwargs):
+    """Train with ``folder`` as the working directory, rank 1's clock an hour ahead."""
+    os.chdir(folder)
+    if rank:
+        engine.time = AheadClock()  # in this forked rank only
+    result = train(**kwargs, progress=False)
+    Path(f"rank{rank}.txt").write_text(str(result.run_dir))
+
+
+def test_default_out_folder_is_one_for_all_ranks(data_dir, tmp_path):
+    """Without --out, every rank names the run folder by rank 0's clock, not its own."""
+    run_ranks(2, _train_in, tmp_path, dict(TINY, data_dir=str(data_dir), iters=2, eval_every=2))
+    folders = list((tmp_path / "runs").iterdir())
+    assert len(folders) == 1 and (folders[0] / "last.safetensors").is_file()
+    for rank in (0, 1):
+        assert (tmp_path / (tmp_path / f"rank{rank}.txt").read_text()) == folders[0]
+
+
 def test_cpu_sync_batch_norm_is_batch_norm_of_the_global_batch(tmp_path):
     run_ranks(1, _sync_bn_step, tmp_path / "one")
     run_ranks(2, _sync_bn_step, tmp_path / "two")

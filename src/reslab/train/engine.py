@@ -188,7 +188,10 @@ class Trainer:
                                                else progress)
 
         if cfg.out is None:  # the default: runs/<model>-<data>-<time>, runs/ made when missing
-            out = Path("runs") / f"{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+            # rank 0's clock on every rank (each rank's own may be a second later: two folders)
+            now = sum_over_ranks([time.time() if self.is_main else 0.0], device=self.device)[0]
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+            out = Path("runs") / f"{cfg.model}-{cfg.data}-{stamp}"
             if not out.parent.exists():
                 out.parent.mkdir(exist_ok=True)
         else:  # a folder the user named: its parent must exist (a typo fails here)
