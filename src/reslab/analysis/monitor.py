@@ -6,6 +6,8 @@ TensorBoard.
 Forward hooks are registered only for the monitored iterations and removed right after, and
 every statistic stays on the device until one transfer per monitored iteration, so the cost
 between monitored iterations is one integer comparison (see benchmarks/bench_monitor.py).
+Under DDP only rank 0 monitors: gradients (averaged) and weights are the same on every rank,
+the activations are rank 0's shard of the global batch.
 
     monitor = Monitor(model, every=100, run_dir=run_dir)
     ...
