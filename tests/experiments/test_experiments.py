@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from reslab.errors import ReslabError
 from reslab.experiments import degradation, depth_table, layer_responses, runs, shortcuts
@@ -146,6 +147,25 @@ def test_rerun_skips_finished_and_resumes_stopped(degradation_dir, tiny_data, tm
             if r["train_error"]] == [2, 4]  # the stop after 1 logs no row of its own
 
 
+def test_run_killed_in_its_final_evaluation_is_not_finished(tiny_data, tmp_path):
+    """A run killed after logging its last training row, before its final evaluation and
+    checkpoint, is resumed by the experiment, not skipped with an earlier test error."""
+    config = {**TINY_RECIPE, "val_split": "test", "model": "resnet8", "data": "fashion-mnist",
+              "data_dir": str(tiny_data), "device": "cpu"}
+    folder = tmp_path / "killed"
+    train(config, out=str(folder), stop_after=2, progress=False)  # checkpoint at 2 of 4
+    with (folder / "metrics.csv").open("a") as handle:  # the last training row, logged first
+        handle.write(",".join("4" if c == "iteration" else "0.5" if c == "train_error" else ""
+                              for c in METRIC_COLUMNS) + "\n")
+    state = run_state(folder)
+    assert (state.iteration, state.total, state.finished, state.resumable) == (4, 4, False, True)
+    ensure_run(folder, config, progress=False)
+    assert run_state(folder).finished
+    rows = read_metrics(folder / "metrics.csv")
+    assert rows[-1]["iteration"] == "4" and rows[-1]["test_error"]
+    assert [int(r["iteration"]) for r in rows if r["train_error"]] == [2, 4]
+
+
 def test_sub_runs_of_another_recipe_are_not_reused(degradation_dir, tiny_data, tmp_path):
     """Sub-runs left without their experiment.json (deleted, as the message for a damaged one
     says) are reused only by the recipe that trained them: another is refused in one line
@@ -230,6 +250,8 @@ def test_run_length_in_epochs_comes_from_the_run(tmp_path):
             writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
             writer.writeheader()
             writer.writerow({"iteration": last, "epoch": last / 3})
+        save_file({"w": torch.zeros(1)}, tmp_path / "last.safetensors",
+                  metadata={"reslab": json.dumps({"iteration": last})})
         state = run_state(tmp_path, now=time.time() + 3600)
         assert (state.iteration, state.total, state.finished) == (last, 6, finished)
 

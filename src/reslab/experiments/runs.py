@@ -24,6 +24,7 @@ from reslab.errors import ReslabError
 from reslab.experiments.report import Report, recipe_text
 from reslab.io import atomic_write
 from reslab.models.resnet import check_cifar_depth
+from reslab.train.checkpoint import saved_iteration
 from reslab.train.config import PLACEMENT_KEYS, check_one_length, read_toml, resolve
 from reslab.train.run_lock import live_writer
 from reslab.train.rundir import read_metrics
@@ -48,7 +49,9 @@ class RunState:
         folder: The run folder.
         iteration: Last iteration logged in metrics.csv (0 when none).
         total: The run's last iteration (from config.toml).
-        finished: ``iteration >= total``.
+        finished: Its ``last.safetensors`` was saved at ``total``: the final evaluation and
+            checkpoint are written (a run killed after logging its last training row, during
+            that evaluation, is not finished).
         writer: The live process that writes it (:func:`reslab.train.run_lock.live_writer`),
             or None.
         resumable: A trainer state exists to continue from.
@@ -87,7 +90,8 @@ def run_state(folder: str | Path, *, now: float | None = None) -> RunState:
     rows = read_metrics(folder / "metrics.csv")
     iteration = max((int(r["iteration"]) for r in rows), default=0)
     total = _total_iterations(folder, config)
-    return RunState(folder, iteration, total, iteration >= total,
+    saved = saved_iteration(folder / "last.safetensors")
+    return RunState(folder, iteration, total, saved is not None and saved >= total,
                     live_writer(folder, now=now),
                     (folder / "trainer_state.pt").is_file())
 

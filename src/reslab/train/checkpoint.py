@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
@@ -249,6 +249,25 @@ def _schema_problems(obj: dict[str, Any], schema: dict[str, Any], *, required: b
         elif not rule[0](obj[key]):
             wrong.append((name, rule[1]))
     return missing, wrong
+
+
+def saved_iteration(path: str | Path) -> int | None:
+    """The training iteration a reslab weights file was saved at, from its header alone.
+
+    Args:
+        path: A ``.safetensors`` file (a run's ``last.safetensors``).
+
+    Returns:
+        Its metadata's ``iteration``; None when the file is missing, damaged, foreign or
+        written without one.
+    """
+    try:
+        with safe_open(path, "pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get("reslab", "{}"))
+    except (OSError, SafetensorError, ValueError):
+        return None
+    iteration = meta.get("iteration") if isinstance(meta, dict) else None
+    return iteration if _is_count(iteration) else None
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
