@@ -140,3 +140,22 @@ def test_undecodable_image_and_bad_tensors(checkpoint, tmp_path):
         predictor.topk(tmp_path / "broken.png")
     with pytest.raises(ReslabError, match="uint8"):
         predictor(torch.rand(1, 1, 28, 28))
+
+
+def test_image_over_the_pixel_limit_is_refused_as_by_the_folder_reader(checkpoint, tmp_path,
+                                                                        monkeypatch, recwarn):
+    """An image file over Pillow's decompression-bomb limit is refused from its header, at the
+    limit itself (Pillow only warns up to twice the limit), with the image-folder reader's
+    message; no Python warning reaches stderr."""
+    predictor = reslab.load(checkpoint)
+    Image.new("L", (12, 10), 3).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ReslabError, match=r"big.png: image of 12x10 pixels is over the limit "
+                                          r"of 100 \(PIL.Image.MAX_IMAGE_PIXELS"):
+        predictor.topk(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # twice over: Pillow's own error
+    with pytest.raises(ReslabError, match=r"big.png: Image size \(120 pixels\) exceeds limit"):
+        predictor.topk(tmp_path / "big.png")
+    assert not recwarn.list
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 120)
+    assert predictor(tmp_path / "big.png").shape == (1, 3)

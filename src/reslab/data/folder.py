@@ -209,7 +209,6 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
 def _check_pixels(path: str | os.PathLike, data: bytearray) -> None:
     """Refuse an image larger than ``Image.MAX_IMAGE_PIXELS`` from its header (Pillow reads
     only the header here; a header Pillow cannot parse is left to the decoder)."""
-    limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():  # Pillow warns over the limit: refused below instead
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -219,6 +218,22 @@ def _check_pixels(path: str | os.PathLike, data: bytearray) -> None:
         raise ReslabError(f"{path}: {exc}") from None
     except (OSError, ValueError, SyntaxError):
         return
+    check_pixel_limit(path, width, height)
+
+
+def check_pixel_limit(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse an image of more pixels than ``Image.MAX_IMAGE_PIXELS`` (Pillow's
+    decompression-bomb limit, up to twice which Pillow itself only warns).
+
+    Args:
+        path: The image file, for the message.
+        width: Its width, from its header.
+        height: Its height.
+
+    Raises:
+        ReslabError: ``<path>: image of WxH pixels is over the limit of N ...``.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
         raise ReslabError(f"{path}: image of {width}x{height} pixels is over the limit of "
                           f"{limit} (PIL.Image.MAX_IMAGE_PIXELS; raise it to read larger images)")
