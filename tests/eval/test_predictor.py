@@ -159,3 +159,20 @@ def test_image_over_the_pixel_limit_is_refused_as_by_the_folder_reader(checkpoin
     assert not recwarn.list
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 120)
     assert predictor(tmp_path / "big.png").shape == (1, 3)
+
+
+def test_batch_size_and_k_that_are_not_positive_integers(checkpoint):
+    """The API refuses them with a ReslabError, as `reslab predict` does, not with torch's
+    RuntimeError or TypeError."""
+    predictor = reslab.load(checkpoint)
+    images = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    for batch_size in (0, -1, 1.5):
+        with pytest.raises(ReslabError, match=rf"batch_size must be a positive integer, got "
+                                              rf"{batch_size}"):
+            predictor(images, batch_size=batch_size)
+        with pytest.raises(ReslabError, match="batch_size must be a positive integer"):
+            predictor.topk(images, batch_size=batch_size)
+    for k in (0, 2.5):
+        with pytest.raises(ReslabError, match=rf"k must be a positive integer, got {k}"):
+            predictor.topk(images, k)
+    assert predictor(images, batch_size=1).shape == (2, 3)

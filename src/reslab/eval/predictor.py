@@ -47,7 +47,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from reslab.data.folder import check_pixel_limit
-from reslab.errors import ReslabError, choices_hint
+from reslab.errors import ReslabError, check_positive, choices_hint
 from reslab.models import create_model, model_info, state_shapes
 from reslab.runtime import select_device
 from reslab.train.checkpoint import (
@@ -268,7 +268,12 @@ class Predictor:
 
         Returns:
             float32 [N, num_classes] on the CPU, rows summing to 1.
+
+        Raises:
+            ReslabError: As :meth:`preprocess`, or a ``batch_size`` that is not a positive
+                integer.
         """
+        check_positive(batch_size=batch_size)
         x = self.preprocess(images)  # [N, C, H, W]
         return torch.cat([F.softmax(self.model(chunk).float(), 1).cpu()
                           for chunk in x.split(batch_size)])
@@ -284,9 +289,11 @@ class Predictor:
 
         Returns:
             For each image, ``(class name, probability)`` pairs, most probable first.
+
+        Raises:
+            ReslabError: As :meth:`__call__`, or a ``k`` that is not a positive integer.
         """
-        if k < 1:
-            raise ReslabError(f"k must be at least 1, got {k}")
+        check_positive(k=k)
         probabilities, indices = self(images, batch_size=batch_size).topk(
             min(k, len(self.classes)), dim=1)
         return [[(self.classes[i], p) for i, p in zip(row_i.tolist(), row_p.tolist())]
