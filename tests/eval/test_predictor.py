@@ -176,3 +176,13 @@ def test_batch_size_and_k_that_are_not_positive_integers(checkpoint):
         with pytest.raises(ReslabError, match=rf"k must be a positive integer, got {k}"):
             predictor.topk(images, k)
     assert predictor(images, batch_size=1).shape == (2, 3)
+
+
+def test_options_cannot_set_what_the_weights_decide(checkpoint):
+    """``num_classes`` and ``in_channels`` (which the model-option error lists among a model's
+    options) come from the checkpoint: refused as options in one ReslabError, not a TypeError."""
+    for key in ("num_classes", "in_channels"):
+        with pytest.raises(ReslabError, match=rf"model.safetensors: {key} comes from the "
+                                              "checkpoint, not from options"):
+            reslab.load(checkpoint, options={key: 3})
+    assert reslab.load(checkpoint, options={"shortcut": "A"}).classes == ["cat", "dog", "fox"]

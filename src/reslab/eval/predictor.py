@@ -417,15 +417,16 @@ def load(
         device: Where the model runs (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
         model: The architecture; required for foreign state dicts, and overrides the
             checkpoint's own (the weights must then fit it).
-        options: Model options (e.g. ``{"variant": "v1"}``), overriding the checkpoint's.
+        options: Model options (e.g. ``{"variant": "v1"}``), overriding the checkpoint's;
+            not ``num_classes`` or ``in_channels``, which the checkpoint decides.
 
     Returns:
         The predictor, its model in eval mode on ``device``.
 
     Raises:
         ReslabError: Missing, truncated or corrupt file, no architecture for a foreign state
-            dict, or weights that do not fit the architecture (the mismatched keys and shapes
-            are named).
+            dict, ``num_classes`` or ``in_channels`` in ``options``, or weights that do not fit
+            the architecture (the mismatched keys and shapes are named).
     """
     file = checkpoint_file(path)
     state, meta = read_weights(file)
@@ -435,6 +436,9 @@ def load(
             f"{file} has no reslab metadata (a torchvision-style state dict?); name its "
             "architecture, e.g. model='resnet50' (--model resnet50 on the command line)"
         )
+    for key in ("num_classes", "in_channels"):
+        if key in (options or {}):
+            raise ReslabError(f"{file}: {key} comes from the checkpoint, not from options")
     model_options = {**checkpoint_options(name, meta), **(options or {})}
     if "num_classes" in meta and "in_channels" in meta:
         num_classes, in_channels = meta["num_classes"], meta["in_channels"]
