@@ -63,6 +63,25 @@ def test_eval_text_output_and_precise_bn(fashion_dir, tmp_path, capsys):
     assert report["loss"] != pytest.approx(plain.loss)  # new BN statistics, other numbers
 
 
+def test_eval_interrupted_while_drawing_leaves_no_report(fashion_dir, tmp_path, capsys,
+                                                         monkeypatch):
+    """The JSON report, which names the figure, is written last: an eval stopped while the
+    confusion matrix is drawn (seconds for 1000 classes) leaves no report of a missing figure."""
+    import reslab.eval.report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors",
+                                  classes=list(FASHION_MNIST_CLASSES))
+    monkeypatch.setattr(reslab.eval.report, "save_confusion_matrix", interrupted)
+    out = tmp_path / "report"
+    assert main(["eval", str(checkpoint), "--data", "fashion-mnist", "--data-dir",
+                 str(fashion_dir), "-o", str(out)]) == 130
+    assert capsys.readouterr().err == "reslab: interrupted\n"
+    assert list(out.iterdir()) == []
+
+
 def test_eval_of_a_folder_caps_its_workers_at_the_cores_with_a_reslab_warning(tmp_path, capsys):
     """More workers than cores: one ``reslab: warning`` line and the cores' count used, not
     torch's warning with its file and code line; the default (4) is capped silently."""

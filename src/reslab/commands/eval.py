@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     report = {**evaluation.to_dict(), "precise_bn": args.precise_bn,
               "files": {k: str(v) for k, v in files.items()}}
     out.mkdir(exist_ok=True)
-    save_json(files["metrics"], report)
     title = (f"{evaluation.predictor.model_name} on {evaluation.data} {evaluation.split} "
              f"({evaluation.protocol}): top-1 error {100 * result.top1_error:.2f}%")
     save_confusion_matrix(files["confusion_matrix"], result.confusion, classes, title=title)
+    save_json(files["metrics"], report)  # last: a report on disk has its figure
     if args.json:
         print(dumps(report), end="")
         return 0
