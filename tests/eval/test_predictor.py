@@ -1,5 +1,7 @@
 """reslab.load: run folders, our safetensors, torchvision state dicts; the preprocessing; errors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from safetensors.torch import save_file
 
 import reslab
 from reslab.errors import ReslabError
+from reslab.train.checkpoint import read_weights
 from tests.checkpoint_fixtures import write_checkpoint
 
 
@@ -140,6 +143,33 @@ def test_undecodable_image_and_bad_tensors(checkpoint, tmp_path):
         predictor.topk(tmp_path / "broken.png")
     with pytest.raises(ReslabError, match="uint8"):
         predictor(torch.rand(1, 1, 28, 28))
+    with pytest.raises(ReslabError, match=r"with C, H and W above 0, got torch.uint8 "
+                                          r"\[1, 1, 0, 28\]"):
+        predictor(torch.zeros(1, 1, 0, 28, dtype=torch.uint8))
+    with pytest.raises(ReslabError, match="cannot read an image from a bytes: give a file path, "
+                                          "a PIL image or a uint8 tensor"):
+        predictor((tmp_path / "broken.png").read_bytes())
+    with pytest.raises(ReslabError, match=r"cannot convert 28-channel images to the model's 1 "
+                                          r"channels \(a \[H, W, C\] tensor\? permute it"):
+        predictor(torch.zeros(28, 28, 3, dtype=torch.uint8))
+
+
+def test_preprocessing_metadata_that_does_not_fit_the_model(tmp_path):
+    """A mean of another input size, or a std of another channel count (hand-edited
+    metadata): one line naming the file, not a broadcast error at the first prediction."""
+    good = write_checkpoint(tmp_path / "good.safetensors")
+    state, meta = read_weights(good)
+    cases = [({"shape": [1, 32, 32], "mean": [0.5] * 1024},
+              r"a per-pixel preprocessing mean of shape \[1, 32, 32\] does not fit the model's "
+              r"28x28 input"),
+             ({"std": [0.2, 0.2, 0.2]},
+              "a preprocessing std of 3 values does not fit a 1-channel model")]
+    for change, message in cases:
+        bad = tmp_path / "bad.safetensors"
+        save_file(state, bad, metadata={"reslab": json.dumps(
+            {**meta, "preprocess": {**meta["preprocess"], **change}})})
+        with pytest.raises(ReslabError, match="bad.safetensors: " + message):
+            reslab.load(bad)
 
 
 def test_image_over_the_pixel_limit_is_refused_as_by_the_folder_reader(checkpoint, tmp_path,

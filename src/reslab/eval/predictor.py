@@ -153,7 +153,10 @@ def match_channels(x: Tensor, channels: int) -> Tensor:
         return TF.rgb_to_grayscale(x)
     if (have, channels) == (1, 3):
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:])
-    raise ReslabError(f"cannot convert {have}-channel images to the model's {channels} channels")
+    layout = (f" (a [H, W, C] tensor? permute it to [C, H, W])"
+              if x.shape[-1] in (1, 3) and have not in (1, 3) else "")
+    raise ReslabError(f"cannot convert {have}-channel images to the model's {channels} "
+                      f"channels{layout}")
 
 
 def preprocessing_from_meta(
@@ -190,7 +193,13 @@ def preprocessing_from_meta(
     if len(shape) not in (1, 3) or shape[0] != channels or mean.numel() != math.prod(shape):
         raise ReslabError(f"{source}: a preprocessing mean of shape {shape} with {mean.numel()} "
                           f"values does not fit a {channels}-channel model")
+    if len(shape) == 3 and tuple(shape[1:]) != tuple(size):
+        raise ReslabError(f"{source}: a per-pixel preprocessing mean of shape {shape} does not "
+                          f"fit the model's {size[0]}x{size[1]} input")
     std = spec.get("std")
+    if std is not None and len(std) != channels:
+        raise ReslabError(f"{source}: a preprocessing std of {len(std)} values does not fit a "
+                          f"{channels}-channel model")
     # A per-pixel mean [C, H, W]: trained on whole images of the input size (CIFAR, MNIST), so
     # the image is resized to it; a per-channel mean [C]: trained on crops of larger images
     # (image folders, Sec. 3.4), so the test view is the 256 -> 224 one of `reslab eval`.
@@ -310,14 +319,15 @@ def uint8_batches(images: Images, *, channels: int) -> Iterator[Tensor]:
     Raises:
         ReslabError: A file that cannot be decoded, or a tensor that is not uint8 images.
     """
-    if isinstance(images, (Tensor, Image.Image, str, os.PathLike)):
+    if isinstance(images, (Tensor, Image.Image, str, os.PathLike, bytes, bytearray)):
         images = [images]
     for image in images:
         if isinstance(image, Tensor):
-            if image.dtype != torch.uint8 or image.dim() not in (3, 4):
+            if (image.dtype != torch.uint8 or image.dim() not in (3, 4)
+                    or 0 in image.shape[-3:]):
                 raise ReslabError(
-                    f"image tensors must be uint8 [N, C, H, W] or [C, H, W], got {image.dtype} "
-                    f"{list(image.shape)}"
+                    f"image tensors must be uint8 [N, C, H, W] or [C, H, W] with C, H and W "
+                    f"above 0, got {image.dtype} {list(image.shape)}"
                 )
             yield image if image.dim() == 4 else image[None]
         elif isinstance(image, Image.Image):
@@ -325,7 +335,8 @@ def uint8_batches(images: Images, *, channels: int) -> Iterator[Tensor]:
         elif isinstance(image, (str, os.PathLike)):
             yield decode_image(Path(image), channels=channels)[None]
         else:
-            raise ReslabError(f"cannot read an image from a {type(image).__name__}")
+            raise ReslabError(f"cannot read an image from a {type(image).__name__}: give a "
+                              "file path, a PIL image or a uint8 tensor")
 
 
 def pil_to_uint8(image: Image.Image, *, channels: int) -> Tensor:
