@@ -175,8 +175,8 @@ def run_evaluation(
         workers = min(DEFAULT_WORKERS, usable_cores())
     for name, value, least in (("batch size", batch_size, 1), ("--precise-bn", precise_bn, 0),
                                ("workers", workers, 0)):
-        if value < least:
-            raise ReslabError(f"{name} must be at least {least}, got {value}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ReslabError(f"{name} must be an integer of at least {least}, got {value!r}")
     if data is not None:
         check_data_and_protocol(dataset_info(data), protocol=protocol, precise_bn=precise_bn)
     if isinstance(checkpoint, Predictor):
