@@ -170,7 +170,11 @@ IMAGENET_INTRO = """\
 
 `variant="v1"` (the default) is the paper's bottleneck, stride 2 on its first 1x1 conv; `"v1.5"`
 is torchvision's, stride on the 3x3 conv: the same parameters, more MACs in conv3_1, conv4_1 and
-conv5_1. Depths 18 and 34 have no bottleneck, so both variants agree.
+conv5_1. Depths 18 and 34 have no bottleneck, so both variants agree. The two variants have the
+same keys and shapes, so torchvision's ResNet-50/101/152 weights load into either without a
+complaint, but give torchvision's outputs only in `v1.5`: build it with `variant="v1.5"` before
+`load_state_dict` by hand (`reslab train --init`, `reslab eval` and `reslab.load` of a file
+without reslab metadata choose `v1.5` themselves).
 """
 
 SHORTCUT_INTRO = """\
