@@ -207,6 +207,22 @@ def test_trainer_state_of_an_older_version_resumes(data_dir, tmp_path):
     assert [r["iteration"] for r in logged(out) if r["train_error"]] == ["2", "4", "6", "8"]
 
 
+def test_the_summary_names_only_files_the_run_folder_holds(data_dir, tmp_path, capsys):
+    """A run stopped before its first log line has no metrics.csv or curves.png yet: the
+    summary of `reslab train` names its weights alone, and all three once it has them."""
+    run = tmp_path / "run"
+    flags = [f"--set={key}={value}" for key, value in TINY.items()]
+    assert main(["train", *flags, "--data-dir", str(data_dir), "--out", str(run),
+                 "--stop-after", "1", "--no-progress"]) == 0
+    assert not (run / "curves.png").exists()
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == f"  weights: {run / 'last.safetensors'}", last
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"  curves: {run / 'curves.png'}   weights: {run / 'last.safetensors'}   "
+        f"metrics: {run / 'metrics.csv'}")
+
+
 def test_a_run_killed_before_its_first_checkpoint_starts_again(data_dir, tmp_path, capsys):
     """--resume says how to start it again; doing so keeps none of the dead run's logs."""
     run = tmp_path / "run"

@@ -116,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
                          ("test error", result.test_error)):
         if value is not None:
             print(f"  {label}: {100 * value:.2f}%")
-    print(f"  curves: {result.run_dir / 'curves.png'}   weights: "
-          f"{result.run_dir / 'last.safetensors'}   metrics: {result.run_dir / 'metrics.csv'}")
+    files = [f"{label}: {result.run_dir / name}" for label, name in (
+        ("curves", "curves.png"), ("weights", "last.safetensors"), ("metrics", "metrics.csv"))
+        if (result.run_dir / name).is_file()]  # a stop before the first log line: no curves
+    if files:
+        print("  " + "   ".join(files))
     return 0
 
 
