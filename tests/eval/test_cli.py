@@ -19,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_eval_of_a_trained_run_reproduces_its_test_error(fashion_dir, tmp_path, capsys,
-                                                         caplog):
+                                                         caplog, monkeypatch):
     run = train(model="resnet8", data="fashion-mnist", data_dir=str(fashion_dir), iters=4,
                 eval_every=4, log_every=4, batch_size=16, device="cpu", seed=1,
                 train_split="train", val_split="test", test_split="test",
@@ -30,9 +30,12 @@ def test_eval_of_a_trained_run_reproduces_its_test_error(fashion_dir, tmp_path, 
                  str(fashion_dir), "--device", "cpu", "--json", "-o", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["top1_error"] == pytest.approx(run.test_error)
-    assert main(["eval", str(run.run_dir), "--data-dir", str(fashion_dir), "--device", "cpu",
-                 "--json", "-o", str(tmp_path / "again")]) == 0  # the run's data set by default
-    assert json.loads(capsys.readouterr().out)["data"] == "fashion-mnist"
+    monkeypatch.delenv("RESLAB_DATA_DIR", raising=False)
+    assert main(["eval", str(run.run_dir), "--device", "cpu", "--json", "-o",
+                 str(tmp_path / "again")]) == 0  # the run's data set and data dir by default
+    again = json.loads(capsys.readouterr().out)
+    assert (again["data"], again["count"]) == ("fashion-mnist", 40)
+    assert again["top1_error"] == pytest.approx(run.test_error)
     (run.run_dir / "writer.json").write_text(json.dumps({"host": "node-7", "pid": 1}))  # live
     with caplog.at_level("WARNING", logger="reslab"):
         again = reslab.evaluate(run.run_dir, data_dir=fashion_dir, device="cpu")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reslab.commands.predict import add_checkpoint_arguments
-from reslab.data.registry import DATA_DIR_HELP
 
 if TYPE_CHECKING:
     from reslab.eval.runner import Evaluation
@@ -31,7 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="NAME",
                         help="data set (see `reslab data list`; default: the one the checkpoint "
                         "was trained on)")
-    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="folder holding the data set (default: $RESLAB_DATA_DIR, else the "
+                        "run's own --data-dir when RUN_DIR|CKPT is in a run folder trained on "
+                        "this data set with one, else ./data, else a system-wide copy such as "
+                        "Debian's Fashion-MNIST; a folder you name is used alone)")
     parser.add_argument("--split", help="split to evaluate (default: test, else val; for a "
                         "folder tree, the first of them it has)")
     parser.add_argument("--protocol", default="center", choices=PROTOCOLS,

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,7 +38,7 @@ from tqdm import tqdm
 
 from reslab.data import TensorLoader, dataset_info, get_dataset, load_arrays, pipeline
 from reslab.data.image_loader import capped_workers, usable_cores
-from reslab.data.registry import DatasetInfo, data_root
+from reslab.data.registry import DATA_DIR_ENV, DatasetInfo, data_root
 from reslab.data.transforms import CROP, MULTISCALE_SIZES, PROTOCOLS
 from reslab.errors import ReslabError, choices_hint
 from reslab.eval.metrics import EvalResult
@@ -47,6 +48,7 @@ from reslab.eval.protocols import predict_multiscale, predict_ten_crop
 from reslab.models import model_info
 from reslab.models.fuse import fold_batchnorm
 from reslab.train.checkpoint import checkpoint_file
+from reslab.train.config import read_toml
 from reslab.train.inputs import endless
 from reslab.train.precise_bn import update_bn_stats
 
@@ -148,7 +150,9 @@ def run_evaluation(
             :class:`Predictor` (its model is not modified: precise BN works on a copy).
         data: The data set's name (``reslab.data.DATASETS``); None for the one the checkpoint
             was trained on (recorded in reslab checkpoints).
-        data_dir: The data dir; None for ``$RESLAB_DATA_DIR`` or ``./data``.
+        data_dir: The data dir; None for ``$RESLAB_DATA_DIR``, else the run's own data dir
+            (the checkpoint is in a run folder trained with ``data_dir`` on this data set, and
+            that folder exists), else ``./data``.
         split: The split; default ``test``, or ``val`` for data sets (and ``folder`` trees)
             without a test split.
         protocol: ``center``, ``10crop`` or ``multiscale``.
@@ -179,6 +183,7 @@ def run_evaluation(
             raise ReslabError(f"{name} must be an integer of at least {least}, got {value!r}")
     if data is not None:
         check_data_and_protocol(dataset_info(data), protocol=protocol, precise_bn=precise_bn)
+    file = None
     if isinstance(checkpoint, Predictor):
         predictor = checkpoint
     else:
@@ -191,6 +196,8 @@ def run_evaluation(
         if data is None:
             raise _unrecorded_data(predictor.source or "the checkpoint")
         check_data_and_protocol(dataset_info(data), protocol=protocol, precise_bn=precise_bn)
+    if data_dir is None and not os.environ.get(DATA_DIR_ENV) and file is not None:
+        data_dir = run_data_dir(file.parent, data)
     if protocol == "multiscale" and model_info(predictor.model_name).fixed_input_size:
         raise ReslabError(f"{predictor.model_name} runs at {predictor.input_size[0]}x"
                           f"{predictor.input_size[1]} only (its fc layers take a feature map of "
@@ -217,6 +224,27 @@ def run_evaluation(
         predict=protocol_function(protocol, predictor.input_size),
     )  # fmt: skip
     return Evaluation(result, classes, predictor, data, split, protocol)
+
+
+def run_data_dir(folder: Path, data: str) -> str | None:
+    """The data dir a run folder was trained with, to evaluate it on the same files.
+
+    Args:
+        folder: The checkpoint's folder.
+        data: The data set to evaluate on.
+
+    Returns:
+        The run's ``data_dir`` when ``folder`` is a run folder trained on ``data`` with one
+        that is still a folder here; else None.
+    """
+    try:
+        config = read_toml(folder / "config.toml")
+    except (OSError, ReslabError):
+        return None
+    named = config.get("data_dir")
+    if config.get("data") != data or not isinstance(named, str) or not Path(named).is_dir():
+        return None
+    return named
 
 
 def default_split(info: DatasetInfo, data_dir: str | os.PathLike | None) -> str:
