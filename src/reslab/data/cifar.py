@@ -167,11 +167,24 @@ def find(info: DatasetInfo, root: Path) -> Path | None:
         The first folder holding a record or meta file of a release: the binary release's
         folder, the python release's, then ``root`` itself; or None.
     """
-    for folder in (root / FORMATS[info.name].folder, root / PICKLE_FORMATS[info.name].folder,
-                   root):
+    for folder in search_folders(info, root):
         if release_in(info, folder) is not None:
             return folder
     return None
+
+
+def search_folders(info: DatasetInfo, root: Path) -> list[Path]:
+    """Where :func:`find` looks, in order: the binary release's folder, the python one's, then
+    ``root`` itself.
+
+    Args:
+        info: ``cifar10`` or ``cifar100``.
+        root: The data dir.
+
+    Returns:
+        The candidate folders.
+    """
+    return [root / FORMATS[info.name].folder, root / PICKLE_FORMATS[info.name].folder, root]
 
 
 def check_complete(info: DatasetInfo, folder: Path) -> None:

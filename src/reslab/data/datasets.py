@@ -77,7 +77,9 @@ def find_files(info: DatasetInfo, root: str | os.PathLike | None) -> Path:
                 f"`reslab data get {info.name} --data-dir {base}` to copy it there"
                 if system is not None else
                 f"; run `reslab data get {info.name} --data-dir {base}`")
-        raise ReslabError(f"{info.name}: no files in {base / info.folder} or {base}{hint}")
+        *folders, last = ARRAY_FORMATS[info.name].search_folders(info, base)
+        searched = f"{', '.join(map(str, folders))} or {last}" if folders else str(last)
+        raise ReslabError(f"{info.name}: no files in {searched}{hint}")
     return folder
 
 

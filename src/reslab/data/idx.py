@@ -26,7 +26,8 @@ import torch
 
 from reslab.data.arrays import ArrayData
 from reslab.data.download import Resource, fetch
-from reslab.data.registry import DatasetInfo, dataset_dirs
+from reslab.data.registry import DatasetInfo
+from reslab.data.registry import dataset_dirs as search_folders  # where find() looks
 from reslab.errors import ReslabError
 from reslab.io import atomic_save_bytes
 
@@ -169,7 +170,7 @@ def find(info: DatasetInfo, root: Path) -> Path | None:
     Returns:
         The folder, or None when no IDX file is found.
     """
-    for folder in dataset_dirs(info, root):
+    for folder in search_folders(info, root):
         if any(idx_path(folder, name) for name in FILE_NAMES):
             return folder
     return None
