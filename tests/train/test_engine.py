@@ -143,6 +143,11 @@ def test_resume_is_exact(data_dir, tmp_path):
     assert not half.finished and half.iteration == 3
     resumed = train(resume=tmp_path / "split", progress=False)
     assert resumed.finished and resumed.iteration == 8
+    again = train(resume=tmp_path / "split", progress=False)  # finished: evaluates nothing
+    assert (again.iteration, again.test, again.best_val_error) == (8, None,
+                                                                   resumed.best_val_error)
+    assert (again.val_error, again.test_error) == (resumed.val_error, resumed.test_error)
+    assert again.test_error is not None
     a = load_file(straight.run_dir / "last.safetensors")
     b = load_file(resumed.run_dir / "last.safetensors")
     assert a.keys() == b.keys()

@@ -251,6 +251,27 @@ def _schema_problems(obj: dict[str, Any], schema: dict[str, Any], *, required: b
     return missing, wrong
 
 
+def saved_meta(path: str | Path) -> dict[str, Any]:
+    """A reslab weights file's metadata, from its header alone, keeping only the keys of
+    :data:`META_FIELDS` of the right type.
+
+    Args:
+        path: A ``.safetensors`` file (a run's ``last.safetensors``).
+
+    Returns:
+        The metadata; empty when the file is missing, damaged or foreign.
+    """
+    try:
+        with safe_open(path, "pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get("reslab", "{}"))
+    except (OSError, SafetensorError, ValueError):
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    wrong = {name for name, _ in _schema_problems(meta, META_FIELDS, required=False)[1]}
+    return {key: value for key, value in meta.items() if key not in wrong}
+
+
 def saved_iteration(path: str | Path) -> int | None:
     """The training iteration a reslab weights file was saved at, from its header alone.
 
@@ -261,13 +282,7 @@ def saved_iteration(path: str | Path) -> int | None:
         Its metadata's ``iteration``; None when the file is missing, damaged, foreign or
         written without one.
     """
-    try:
-        with safe_open(path, "pt") as handle:
-            meta = json.loads((handle.metadata() or {}).get("reslab", "{}"))
-    except (OSError, SafetensorError, ValueError):
-        return None
-    iteration = meta.get("iteration") if isinstance(meta, dict) else None
-    return iteration if _is_count(iteration) else None
+    return saved_meta(path).get("iteration")
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

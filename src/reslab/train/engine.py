@@ -40,6 +40,7 @@ from reslab.train.checkpoint import (
     read_weights,
     save_trainer_state,
     save_weights,
+    saved_meta,
 )
 from reslab.train.config import PLACEMENT_KEYS, TrainConfig, coerce, read_toml, resolve
 from reslab.train.distributed import (
@@ -68,10 +69,11 @@ class RunResult:
         run_dir: The run folder.
         iteration: Iterations completed.
         finished: True when the run reached its last iteration.
-        val_error: Last validation top-1 error (None without a val split).
+        val_error: Last validation top-1 error (None without a val split; a resume of a
+            finished run gives the one its last checkpoint recorded).
         best_val_error: Best validation top-1 error.
-        test_error: Last test top-1 error (None without a test split).
-        test: The last test evaluation.
+        test_error: Last test top-1 error (None without a test split; likewise).
+        test: The last test evaluation of this call (None when it evaluated nothing).
     """
 
     run_dir: Path
@@ -392,11 +394,17 @@ class Trainer:
         bar.close()
         test = self.last_eval.get("test")
         val = self.last_eval.get("val")
+        # Nothing evaluated in this call (a resume of a finished run): the errors the last
+        # checkpoint recorded, when it is of this iteration.
+        recorded = {} if self.last_eval else saved_meta(self.run_dir.folder / "last.safetensors")
+        if recorded.get("iteration") != self.iteration:
+            recorded = {}
         return RunResult(
             run_dir=self.run_dir.folder, iteration=self.iteration,
             finished=self.iteration >= self.total_iters,
-            val_error=val.top1_error if val else None, best_val_error=self.best_val_error,
-            test_error=test.top1_error if test else None, test=test,
+            val_error=val.top1_error if val else recorded.get("val_error"),
+            best_val_error=self.best_val_error,
+            test_error=test.top1_error if test else recorded.get("test_error"), test=test,
         )
 
     @property
