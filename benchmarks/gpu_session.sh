@@ -173,10 +173,17 @@ case $step in
         pack_run resnet20
         part bench "$limit_bench" bench_gpu.txt "${bench_command[@]}"
         ;;
-    tests)
+    tests)  # both pytest runs, whatever the first gives; the status of the last that failed
         versions | tee "$out/summary.txt"
-        "${tests_command[@]}" 2>&1 | tee "$out/tests.log"
-        "${compile_command[@]}" 2>&1 | tee "$out/compile.log"
+        failed=0
+        for name in tests compile; do
+            status=0
+            command_name=${name}_command[@]
+            "${!command_name}" 2>&1 | tee "$out/$name.log" || status=$?
+            echo "$name: status $status" | tee -a "$out/summary.txt"
+            if [ "$status" != 0 ]; then failed=$status; fi
+        done
+        exit "$failed"
         ;;
     bench)
         versions | tee "$out/summary.txt"

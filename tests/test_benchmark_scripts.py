@@ -112,3 +112,21 @@ def test_gpu_session_time_limit(tmp_path):
     assert re.search(rf"^resnet20: status 124 \(time limit\), {NUMBER} s$", summary,
                      re.MULTILINE), summary
     assert re.search(rf"^bench: status 0, {NUMBER} s$", summary, re.MULTILINE), summary
+
+
+def test_gpu_session_tests_step_runs_the_compile_tests_after_a_failure(tmp_path):
+    """`gpu_session.sh tests`: a failing fast-path test does not cost the compile tests their
+    run (set -e and pipefail stopped the script at the first failing pytest); both logs come
+    back, summary.txt gives each status and the script's own status is the failure's."""
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(out), "PYTHON": sys.executable,
+           "RESLAB_TESTS": "tests/test_benchmark_scripts.py::no_such_test",  # pytest: status 4
+           "RESLAB_COMPILE_TESTS": "tests/test_benchmark_scripts.py::test_every_script_is_covered"}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "tests"],
+                          cwd=BENCHMARKS.parent, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 4, done.stderr[-3000:]
+    assert "1 passed" in (out / "compile.log").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert re.search(r"^tests: status 4$", summary, re.MULTILINE), summary
+    assert re.search(r"^compile: status 0$", summary, re.MULTILINE), summary
