@@ -37,6 +37,7 @@ from reslab.models import create_model
 from reslab.models.fuse import fold_batchnorm
 from reslab.runtime import select_device
 from reslab.train.inputs import endless
+from reslab.train.step import WARMUP_STEPS
 
 
 def training_variants(device: torch.device, *, compile: bool) -> dict[str, dict]:
@@ -57,18 +58,29 @@ def training_variants(device: torch.device, *, compile: bool) -> dict[str, dict]
     return variants
 
 
+def warmup_rounds(variants: dict[str, dict], requested: int) -> int:
+    """Untimed rounds of the training part: ``requested``, and with a CUDA-graph variant at
+    least its eager warm-up steps and its capture (one step a round), so that each of its
+    timed rounds is a replay of the graph."""
+    if any(options.get("cuda_graphs") for options in variants.values()):
+        return max(requested, WARMUP_STEPS + 1)
+    return requested
+
+
 def training(args: argparse.Namespace, device: torch.device) -> list[list[str]]:
     """Time one training step per variant."""
     images, labels = synthetic_images(args.batch * 10, args.size)
     torch.manual_seed(0)
     model = create_model(args.model).to(device)
     units = {}
-    for name, options in training_variants(device, compile=args.compile).items():
+    variants = training_variants(device, compile=args.compile)
+    for name, options in variants.items():
         batches = endless(fast_loader(images, labels, batch_size=args.batch, device=device,
                                       channels_last=options.get("channels_last", False)))
         units[name] = train_unit(copy.deepcopy(model), batches, device=device, iters=1,
                                  **options)
-    return timed_rows(units, args, device, label=f"train {args.model} b{args.batch}")
+    return timed_rows(units, args, device, label=f"train {args.model} b{args.batch}",
+                      warmup=warmup_rounds(variants, args.warmup))
 
 
 def inference(args: argparse.Namespace, device: torch.device, folder: Path) -> list[list[str]]:
@@ -92,13 +104,15 @@ def inference(args: argparse.Namespace, device: torch.device, folder: Path) -> l
         onnx = onnx_candidate(ours, x, iters=1, folder=folder)
         if onnx is not None:
             units["onnxruntime"] = onnx.unit
-    return timed_rows(units, args, device, label=f"infer {args.infer_model} b1")
+    return timed_rows(units, args, device, label=f"infer {args.infer_model} b1",
+                      warmup=args.warmup)
 
 
 def timed_rows(units: dict, args: argparse.Namespace, device: torch.device, *,
-               label: str) -> list[list[str]]:
-    """Interleave the units; one table row each: median ms and the ratio to the first."""
-    _, times = interleave(list(units.values()), warmup=args.warmup, repeats=args.repeats,
+               label: str, warmup: int) -> list[list[str]]:
+    """Interleave the units after ``warmup`` untimed rounds; one table row each: median ms and
+    the ratio to the first."""
+    _, times = interleave(list(units.values()), warmup=warmup, repeats=args.repeats,
                           device=device, label=label)
     return [[label, name, f"{1000 * statistics.median(t):,.1f}",
              f"{median_ratio(times[0], t):.2f}"] for name, t in zip(units, times)]

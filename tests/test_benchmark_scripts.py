@@ -7,6 +7,7 @@ and the GPU session's plan (gpu_session.sh) rehearsed on the CPU.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -16,7 +17,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
+from reslab.train.step import WARMUP_STEPS
 from tests.data_fixtures import write_tiny_fashion_mnist
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -59,6 +62,21 @@ def test_bench_monitor_refuses_blocks_shorter_than_its_interval(tmp_path):
                           timeout=120)
     assert done.returncode == 2
     assert "error: --steps (3) must be at least --every (5)" in done.stderr
+
+
+def test_bench_fast_paths_times_only_replays_of_the_cuda_graph():
+    """On CUDA the untimed rounds (one step each) cover the CUDA-graph variant's eager warm-up
+    steps and its capture, so that its timed rounds are replays, not eager steps."""
+    spec = importlib.util.spec_from_file_location("bench_fast_paths",
+                                                  BENCHMARKS / "bench_fast_paths.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cuda = script.training_variants(torch.device("cuda"), compile=False)
+    assert any(options.get("cuda_graphs") for options in cuda.values())
+    assert script.warmup_rounds(cuda, 1) == WARMUP_STEPS + 1
+    assert script.warmup_rounds(cuda, 9) == 9
+    cpu = script.training_variants(torch.device("cpu"), compile=False)
+    assert script.warmup_rounds(cpu, 1) == 1
 
 
 def rehearse_gpu_session(tmp_path, **env):
