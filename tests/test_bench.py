@@ -17,6 +17,7 @@ from reslab.bench.measure import (
     percentile,
 )
 from reslab.cli import main
+from reslab.train.step import WARMUP_STEPS
 
 
 def test_quick_bench_runs_every_case_and_prints_the_table(capsys, tmp_path):
@@ -103,6 +104,15 @@ def test_tensor_memory_follows_live_storage():
         del b
     assert memory.peak == 8_000_000 and memory.current == 4_000_000
     assert c.shape == (1000, 1000)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_cuda_warmup_reaches_the_graph_replays(quick):
+    """On CUDA our training candidate runs CUDA graphs: its first WARMUP_STEPS steps are eager
+    and the next one captures, so the untimed rounds must hold more steps than that, or the
+    timed rounds measure (and --quick checks) eager steps and never a replay."""
+    settings = make_settings(torch.device("cuda"), quick=quick)
+    assert settings.warmup * settings.iters > WARMUP_STEPS
 
 
 def test_report_as_json_and_text():

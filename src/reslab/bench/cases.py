@@ -35,7 +35,7 @@ from reslab.data import TensorLoader, per_pixel_mean
 from reslab.models import create_model, model_info
 from reslab.models.fuse import fold_batchnorm
 from reslab.train.inputs import endless
-from reslab.train.step import CHANNELS_LAST_DEVICES, TrainStep
+from reslab.train.step import CHANNELS_LAST_DEVICES, WARMUP_STEPS, TrainStep
 
 SGD_OPTIONS = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}  # Sec. 3.4 / 4.2
 SGD_KERNELS = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True}}
@@ -88,8 +88,9 @@ def make_settings(device: torch.device, *, quick: bool = False, compile: bool = 
     """
     gpu = device.type == "cuda"
     workers = (4 if gpu else 0) if workers is None else workers
-    if quick:
-        return Settings(device, True, compile, workers, warmup=1, repeats=repeats or 2,
+    if quick:  # on CUDA the warm-up covers the graph's eager steps and capture (a step a call)
+        return Settings(device, True, compile, workers, warmup=WARMUP_STEPS + 1 if gpu else 1,
+                        repeats=repeats or 2,
                         small=("resnet8", 16, 16), large=("resnet18", 32, 4),
                         infer_batches=(1, 4), iters=1, peak_size=256)
     return Settings(device, False, compile, workers, warmup=3 if gpu else 1,
