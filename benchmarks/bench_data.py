@@ -1,7 +1,7 @@
 """Data pipeline speed: reslab's TensorLoader against a torchvision DataLoader, same run.
 
-Both do the CIFAR recipe of Sec. 4.2 (pad 4, random 32x32 crop, random horizontal flip, to
-float, normalise) on the same uint8 images. The DataLoader is timed in two forms, the classic
+Both do the CIFAR recipe of Sec. 4.2 (pad 4, random crop of the image size, 32x32 for CIFAR,
+random horizontal flip, to float, normalise) on the same uint8 images. The DataLoader is timed in two forms, the classic
 PIL one (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``,
 as with ``torchvision.datasets.CIFAR10``) and transforms v2 on uint8 tensors, each with every
 ``--workers`` count; the best is the baseline. The TensorLoader's per-batch time is also
@@ -11,6 +11,7 @@ baselines end in torchvision's ``RandomErasing``).
 
     python benchmarks/bench_data.py                        # synthetic CIFAR-shaped data
     python benchmarks/bench_data.py --data cifar10 --data-dir data
+    python benchmarks/bench_data.py --data fashion-mnist --data-dir data/fashion-mnist  # 28x28x1
     python benchmarks/bench_data.py --erase 0.5
 """
 
@@ -35,7 +36,10 @@ class UInt8Images(Dataset):
     """The images as PIL images (``pil=True``, as torchvision's CIFAR10) or uint8 tensors."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform, *, pil: bool):
-        self.images = images.permute(0, 2, 3, 1).numpy() if pil else images  # PIL wants HWC
+        if pil:  # PIL wants [H, W, C], or [H, W] for one channel (MNIST, Fashion-MNIST)
+            images = images.permute(0, 2, 3, 1).numpy()
+            images = images[..., 0] if images.shape[-1] == 1 else images
+        self.images = images
         self.labels = labels
         self.transform = transform
         self.pil = pil
@@ -48,16 +52,17 @@ class UInt8Images(Dataset):
         return self.transform(image), int(self.labels[index])
 
 
-def baseline_transforms(mean: list[float], std: list[float], erase: float) -> dict[str, tuple]:
-    """The per-image recipes: name -> (transform, whether it takes PIL images); random erasing
-    with probability ``erase`` at the end when it is above 0."""
+def baseline_transforms(mean: list[float], std: list[float], erase: float, *,
+                        size: int) -> dict[str, tuple]:
+    """The per-image recipes for ``size`` x ``size`` images: name -> (transform, whether it
+    takes PIL images); random erasing with probability ``erase`` at the end when it is above 0."""
     erasing = [T.RandomErasing(erase, scale=ERASE_AREA, ratio=ERASE_RATIO)] if erase else []
     classic = T.Compose([
-        T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std),
-        *erasing,
+        T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+        T.Normalize(mean, std), *erasing,
     ])  # fmt: skip
     tensor = v2.Compose([
-        v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
+        v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip(),
         v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), *erasing,
     ])  # fmt: skip
     return {"PIL+ToTensor": (classic, True), "tensor v2": (tensor, False)}
@@ -124,7 +129,8 @@ def main() -> None:
                           mean=mean, erase=args.erase)  # fmt: skip
     ours = images_per_second(loader, count=len(images))  # one epoch
     rows = [("TensorLoader", "device tensor, batched ops", ours)]
-    for name, (transform, pil) in baseline_transforms(channel_mean, channel_std, args.erase).items():
+    recipes = baseline_transforms(channel_mean, channel_std, args.erase, size=images.shape[-1])
+    for name, (transform, pil) in recipes.items():
         dataset = UInt8Images(images, labels, transform, pil=pil)
         for workers in map(int, args.workers.split(",")):
             dataloader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True,

@@ -42,6 +42,14 @@ CASES = {  # script: (tiny arguments, a line its result must contain)
 }
 
 
+def load_script(name):
+    """The benchmark script ``name`` imported as a module (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), BENCHMARKS / name)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_every_script_is_covered():
     assert sorted(CASES) == sorted(p.name for p in BENCHMARKS.glob("*.py"))
 
@@ -56,6 +64,23 @@ def test_benchmark_script_runs(script, tmp_path):
     assert re.search(result_line, done.stdout), done.stdout[-3000:]
 
 
+def test_bench_data_reads_one_channel_28px_data(tmp_path):
+    """``--data fashion-mnist``: the PIL baseline gets [H, W] images (PIL has no [H, W, 1]
+    form) and every baseline crops at the images' own size (28), as TensorLoader does."""
+    write_tiny_fashion_mnist(tmp_path, train=64, test=20)
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_data.py"), "--data",
+                           "fashion-mnist", "--data-dir", str(tmp_path), "--batch-size", "16",
+                           "--baseline-images", "32", "--workers", "0", "--steps", "1"],
+                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "data: 64 images [1, 28, 28]" in done.stdout
+    assert re.search(rf"TensorLoader vs best DataLoader .*: {NUMBER}x", done.stdout), done.stdout
+    image = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
+    recipes = load_script("bench_data.py").baseline_transforms([0.5], [0.25], 0.0, size=28)
+    assert recipes["tensor v2"][0](image).shape == (1, 28, 28)
+
+
 def test_bench_monitor_refuses_blocks_shorter_than_its_interval(tmp_path):
     done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_monitor.py"), "--steps", "3",
                            "--every", "5"], cwd=tmp_path, capture_output=True, text=True,
@@ -67,10 +92,7 @@ def test_bench_monitor_refuses_blocks_shorter_than_its_interval(tmp_path):
 def test_bench_fast_paths_times_only_replays_of_the_cuda_graph():
     """On CUDA the untimed rounds (one step each) cover the CUDA-graph variant's eager warm-up
     steps and its capture, so that its timed rounds are replays, not eager steps."""
-    spec = importlib.util.spec_from_file_location("bench_fast_paths",
-                                                  BENCHMARKS / "bench_fast_paths.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("bench_fast_paths.py")
     cuda = script.training_variants(torch.device("cuda"), compile=False)
     assert any(options.get("cuda_graphs") for options in cuda.values())
     assert script.warmup_rounds(cuda, 1) == WARMUP_STEPS + 1
