@@ -65,7 +65,8 @@ torchvision.__version__, "cuda", torch.version.cuda)'
 
 # `part NAME SECONDS LOG COMMAND...`: one part of `all`. COMMAND runs under a time limit
 # (SIGTERM, then SIGKILL 20 s later), its output to $out/LOG; a line "NAME: status S, T s"
-# (S 124: the time limit) goes to summary.txt, and T to $part_seconds.
+# (S 124: the time limit; 137 after the limit: killed, SIGTERM did not stop it) goes to
+# summary.txt, and T to $part_seconds.
 part() {
     local name=$1 seconds=$2 log=$3 start status=0
     shift 3
@@ -74,6 +75,10 @@ part() {
     timeout -k 20 "$seconds" "$@" > "$out/$log" 2>&1 || status=$?
     part_seconds=$(awk -v ns=$(($(date +%s%N) - start)) 'BEGIN { printf "%.1f", ns / 1e9 }')
     if [ "$status" = 124 ]; then status="124 (time limit)"; fi
+    if [ "$status" = 137 ] && awk -v t="$part_seconds" -v s="$seconds" 'BEGIN { exit !(t >= s) }'
+    then
+        status="137 (time limit; SIGTERM did not stop it, killed 20 s later)"
+    fi
     echo "$name: status $status, $part_seconds s" | tee -a "$out/summary.txt"
     tail -n 4 "$out/$log"
 }

@@ -170,3 +170,24 @@ def test_gpu_session_tests_step_runs_the_compile_tests_after_a_failure(tmp_path)
     summary = (out / "summary.txt").read_text()
     assert re.search(r"^tests: status 4$", summary, re.MULTILINE), summary
     assert re.search(r"^compile: status 0$", summary, re.MULTILINE), summary
+
+
+def test_gpu_session_reports_a_part_killed_after_its_time_limit(tmp_path):
+    """A part that ignores SIGTERM is killed 20 s after its limit (timeout's status 137): the
+    summary says it ran out of time, and the next parts still run. A stand-in for Python
+    makes the tests part ignore SIGTERM and every other command return at once."""
+    python = tmp_path / "python"
+    python.write_text('#!/bin/bash\ncase "$*" in *"not cpu"*) trap "" TERM; sleep 60;; esac\n')
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": str(python),
+           "RESLAB_RUNS_DIR": str(tmp_path / "runs"), "RESLAB_LIMITS": "1 300 300 300"}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh"), "all"],
+                          cwd=BENCHMARKS.parent, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (out / "summary.txt").read_text()
+    assert re.search(rf"^tests: status 137 \(time limit; .*\), {NUMBER} s$", summary,
+                     re.MULTILINE), summary
+    for part in ("compile", "resnet20", "bench"):
+        assert re.search(rf"^{part}: status 0, {NUMBER} s$", summary, re.MULTILINE), summary
