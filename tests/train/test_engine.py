@@ -164,6 +164,19 @@ def logged(run_dir):
     return [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
 
 
+def test_a_repeated_sigterm_stops_once_and_a_second_ctrl_c_aborts():
+    """`timeout` signals the child and its process group: two SIGTERMs must still give the
+    checkpointed stop; only Ctrl-C twice aborts at once."""
+    with engine._stop_requests(announce=False) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+    with pytest.raises(KeyboardInterrupt), engine._stop_requests(announce=False) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 @pytest.mark.parametrize(
     ("keys", "stop_at", "how"),
     [

@@ -578,7 +578,8 @@ class _StopFlag:
 @contextmanager
 def _stop_requests(*, distributed: bool = False, announce: bool = True):
     """Turn Ctrl-C and SIGTERM into a flag checked between steps, so that the run stops at a
-    step boundary with a consistent checkpoint (a second Ctrl-C interrupts at once).
+    step boundary with a consistent checkpoint (a second Ctrl-C interrupts at once; a second
+    SIGTERM does not: ``timeout``, SLURM and process-group kills may send it twice).
 
     Distributed runs stop at the next log step, where the ranks agree (they may be signalled at
     different steps), and ignore repeated signals: torchrun's agent forwards the signals it
@@ -589,7 +590,7 @@ def _stop_requests(*, distributed: bool = False, announce: bool = True):
 
     def handler(signum, frame):
         if flag.signalled:
-            if distributed:
+            if distributed or signum != signal.SIGINT:
                 return
             raise KeyboardInterrupt
         flag.signalled = True
