@@ -111,6 +111,9 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False,
             its suffix is not ``suffix``.
     """
     path = Path(path)
+    if suffix is not None and path.name.lower() == suffix:  # ".onnx": a hidden file, no suffix
+        raise ReslabError(f"cannot write {path}: give the file a name before {suffix}, e.g. "
+                          f"model{suffix}")
     if suffix is not None and path.suffix.lower() != suffix:
         raise ReslabError(f"cannot write {path}: the file is {suffix[1:].upper()}, so its "
                           f"name must end in {suffix}")

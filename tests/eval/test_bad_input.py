@@ -85,6 +85,9 @@ CASES = {
     "export to a name of another format": (["export", "{w}/model.safetensors", "-o", "{w}/m.pt"],
                                            "cannot write .*m.pt: the file is ONNX, so its name "
                                            "must end in .onnx"),
+    "export to the bare suffix": (["export", "{w}/model.safetensors", "-o", "{w}/.onnx"],
+                                  r"cannot write .*/\.onnx: give the file a name before \.onnx, "
+                                  r"e\.g\. model\.onnx"),
     "show to a name of another format": (["show", "filters", "{w}/model.safetensors", "-o",
                                           "{w}/f.jpg"], "the file is PNG, so its name must end "
                                                         "in .png"),
