@@ -207,18 +207,45 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
 
 
 def _check_pixels(path: str | os.PathLike, data: bytearray) -> None:
-    """Refuse an image larger than ``Image.MAX_IMAGE_PIXELS`` from its header (Pillow reads
-    only the header here; a header Pillow cannot parse is left to the decoder)."""
+    """Refuse an image larger than ``Image.MAX_IMAGE_PIXELS`` from its header (a header Pillow
+    cannot parse is left to the decoder)."""
+    try:
+        header = open_image_header(io.BytesIO(data), path)
+    except ReslabError:
+        raise
+    except (OSError, ValueError, SyntaxError):
+        return
+    header.close()
+
+
+def open_image_header(source: str | os.PathLike | io.BytesIO, path: str | os.PathLike
+                      ) -> Image.Image:
+    """Open an image with Pillow (which reads only its header until the pixels are asked for),
+    refusing one over ``Image.MAX_IMAGE_PIXELS`` (:func:`check_pixel_limit`).
+
+    Args:
+        source: The file, or its bytes as a file object.
+        path: The file, for messages.
+
+    Returns:
+        The open image; the caller closes it.
+
+    Raises:
+        ReslabError: Too many pixels (Pillow's own message past twice the limit).
+        OSError: Pillow cannot read the header.
+    """
     try:
         with warnings.catch_warnings():  # Pillow warns over the limit: refused below instead
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
+            image = Image.open(source)
     except Image.DecompressionBombError as exc:  # twice the limit: Pillow refuses itself
         raise ReslabError(f"{path}: {exc}") from None
-    except (OSError, ValueError, SyntaxError):
-        return
-    check_pixel_limit(path, width, height)
+    try:
+        check_pixel_limit(path, *image.size)
+    except ReslabError:
+        image.close()
+        raise
+    return image
 
 
 def check_pixel_limit(path: str | os.PathLike, width: int, height: int) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor, nn
 
-from reslab.data.folder import check_pixel_limit
+from reslab.data.folder import open_image_header
 from reslab.errors import ReslabError, check_positive, choices_hint
 from reslab.models import create_model, model_info, state_shapes
 from reslab.runtime import select_device
@@ -373,20 +372,16 @@ def decode_image(path: Path, *, channels: int) -> Tensor:
     Raises:
         ReslabError: ``cannot decode image <path>: <reason>``, or an image of more pixels than
             Pillow's decompression-bomb limit, refused from its header as the image-folder
-            reader refuses it (:func:`reslab.data.folder.check_pixel_limit`).
+            reader refuses it (:func:`reslab.data.folder.open_image_header`).
     """
     if not path.is_file():
         raise ReslabError(f"image {path} does not exist (or is not a file)")
     try:
-        with warnings.catch_warnings():  # Pillow warns over the limit: refused below instead
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            check_pixel_limit(path, *image.size)
+        with open_image_header(path, path) as image:
             return pil_to_uint8(image, channels=channels)
     except ReslabError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError) as exc:
         raise ReslabError(f"cannot decode image {path}: {exc}") from None
 
 
