@@ -3,9 +3,11 @@
 The plain step (torch's default SGD) and ours (fused SGD) are profiled in turn on the same
 batches; each op's self CPU time is put in one of a few groups (convolution forward and
 backward, BatchNorm, ReLU, residual additions, optimizer, other) so that one can see which
-share of the step a fast path can touch at all.
+share of the step a fast path can touch at all. On CUDA the time is the GPU's: the kernels'
+self time, attributed to the aten op that launched them.
 
     python benchmarks/bench_profile.py --steps 3
+    python benchmarks/bench_profile.py --device cuda --steps 10
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from reslab.analysis.summary import render
 from reslab.bench.cases import fast_loader, synthetic_images, train_unit
+from reslab.bench.measure import synchronize
 from reslab.models import create_model
 from reslab.runtime import select_device
 from reslab.train.inputs import endless
@@ -41,16 +44,22 @@ def group_of(name: str) -> str:
     return "other"
 
 
-def profile_unit(unit, steps: int) -> dict[str, float]:
-    """Self CPU seconds per group over ``steps`` calls of ``unit`` (after one warm-up call)."""
+def profile_unit(unit, steps: int, device: torch.device) -> dict[str, float]:
+    """Self seconds per group and step over ``steps`` calls of ``unit`` (after one warm-up
+    call): CPU time on the CPU, the device's kernel time on CUDA."""
+    cuda = device.type == "cuda"
     unit()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    synchronize(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
         for _ in range(steps):
             unit()
+        synchronize(device)  # the queued kernels finish inside the profile
     seconds: dict[str, float] = defaultdict(float)
     for event in prof.key_averages():
         if event.key.startswith("aten::") or event.key.startswith("Optimizer"):
-            seconds[group_of(event.key)] += event.self_cpu_time_total / 1e6 / steps
+            micros = event.self_device_time_total if cuda else event.self_cpu_time_total
+            seconds[group_of(event.key)] += micros / 1e6 / steps
     return seconds
 
 
@@ -72,7 +81,7 @@ def main() -> None:
                         device=device, iters=1, sgd=sgd)
         for sgd in ("default", "fused")
     }  # fmt: skip
-    results = {name: profile_unit(unit, args.steps) for name, unit in units.items()}
+    results = {name: profile_unit(unit, args.steps, device) for name, unit in units.items()}
     groups = [g for g, _ in GROUPS] + ["other"]
     rows = []
     for group in groups:
@@ -84,7 +93,8 @@ def main() -> None:
     rows.append(["total"] + [c for s in results.values()
                              for c in (f"{1000 * sum(s.values()):,.0f}", "100%")])
     print(f"{args.model}, batch {args.batch}, {device}, torch threads {torch.get_num_threads()}: "
-          f"self time per step by op group (aten ops), mean of {args.steps} steps")
+          f"self {'GPU kernel' if device.type == 'cuda' else 'CPU'} time per step by op group "
+          f"(aten ops), mean of {args.steps} steps")
     print(render(["group", "default SGD ms", "share", "fused SGD ms", "share"], rows))
 
 

@@ -1,6 +1,7 @@
 """``reslab bench``: it runs and prints its table (never a timing assertion), and the
 measuring helpers count what they should."""
 
+import dataclasses
 import importlib.util
 import json
 
@@ -9,10 +10,13 @@ import torch
 
 import reslab
 from reslab.bench import Report, Row, format_report, make_settings
+from reslab.bench import measure as measure_module
 from reslab.bench.measure import (
     TensorMemory,
     count_flops,
+    cudnn_autotuning,
     interleave,
+    matmul_peak,
     median_ratio,
     percentile,
 )
@@ -129,3 +133,40 @@ def test_report_as_json_and_text():
     assert data["load_average"]["end"] == [2.0, 2.0, 2.0]
     text = format_report(report)
     assert "infer x" in text and "1.50" in text and "120.0" in text and "10.0 GFLOP/s" in text
+    assert "cudnn.benchmark" not in text and "TF32" not in text  # CPU
+    gpu = dataclasses.replace(report, settings=make_settings(torch.device("cuda"), quick=True),
+                              machine={**report.machine, "gpu": "H100"}, cudnn_benchmark=True,
+                              tf32=True)
+    text = format_report(gpu)
+    assert "cuDNN algorithm search (cudnn.benchmark): on" in text and "in TF32" in text
+    assert json.loads(json.dumps(gpu.to_dict()))["backends"] == {"cudnn_benchmark": True,
+                                                                  "tf32": True}
+
+
+def test_cudnn_autotuning_is_on_for_cuda_only_and_restored(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with cudnn_autotuning(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark is False
+    with cudnn_autotuning(torch.device("cuda")):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.parametrize("tf32", [True, False])
+def test_float32_peak_matmul_runs_in_the_convolutions_precision(monkeypatch, tf32):
+    """On CUDA cuDNN runs float32 convolutions in TF32 by default; the float32 peak they are
+    compared with must too (a true-fp32 peak is several times lower: % of peak over 100)."""
+    seen = []
+    monkeypatch.setattr(measure_module, "interleave", lambda units, **_: (
+        seen.append(torch.backends.cuda.matmul.allow_tf32), ([], [[1.0]]))[1])
+    gpu_like = torch.device("cuda") if torch.cuda.is_available() else torch.device("meta")
+    monkeypatch.setattr(measure_module, "tf32_convolutions",
+                        lambda device: device == gpu_like and torch.backends.cudnn.allow_tf32)
+    saved = torch.backends.cuda.matmul.allow_tf32  # a property: monkeypatch cannot restore it
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(allow_tf32=tf32):
+            assert matmul_peak(gpu_like, torch.float32, size=8, repeats=1) == 2 * 8**3
+        assert seen == [tf32] and torch.backends.cuda.matmul.allow_tf32 is False  # restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved

@@ -13,7 +13,8 @@ import platform
 import statistics
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 
 import torch
@@ -125,10 +126,40 @@ def count_flops(build: Callable[[], nn.Module], shape: Sequence[int], *, train: 
     return counter.get_total_flops()
 
 
+def tf32_convolutions(device: torch.device) -> bool:
+    """Whether float32 convolutions on ``device`` run on TF32 tensor cores: on CUDA, what
+    ``torch.backends.cudnn.allow_tf32`` says (PyTorch's default: yes).
+
+    Args:
+        device: The measured device.
+
+    Returns:
+        True on CUDA with cuDNN's TF32 allowed; False elsewhere.
+    """
+    return device.type == "cuda" and torch.backends.cudnn.allow_tf32
+
+
+@contextmanager
+def cudnn_autotuning(device: torch.device) -> Iterator[None]:
+    """cuDNN's algorithm search on for the block on CUDA (what ``reslab train`` sets and what
+    torchvision's reference training script sets), restored afterwards; nothing elsewhere.
+
+    Args:
+        device: The measured device.
+    """
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = saved or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def matmul_peak(device: torch.device, dtype: torch.dtype, *, size: int, repeats: int) -> float:
     """The machine's reference speed: FLOP/s of a large square matrix product in ``dtype``,
     the median of ``repeats`` after one warm-up, measured now (under the same load as the
-    rows it is compared with).
+    rows it is compared with). A float32 product runs in the precision float32 convolutions
+    get (:func:`tf32_convolutions`): a true-fp32 peak would let TF32 convolutions exceed 100%.
 
     Args:
         device: Where the product runs.
@@ -141,8 +172,13 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, *, size: int, repeats:
     """
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator).to(device, dtype) for _ in range(2))
-    _, (times,) = interleave([lambda: a @ b], warmup=1, repeats=repeats, device=device,
-                             label=f"peak {str(dtype).removeprefix('torch.')}")
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32_convolutions(device)
+    try:
+        _, (times,) = interleave([lambda: a @ b], warmup=1, repeats=repeats, device=device,
+                                 label=f"peak {str(dtype).removeprefix('torch.')}")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
     return 2 * size**3 / statistics.median(times)
 
 

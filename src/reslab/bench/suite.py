@@ -13,6 +13,7 @@ from torch import Tensor
 from reslab.analysis.summary import render
 from reslab.bench.cases import Case, Settings, build_cases, fast_paths
 from reslab.bench.measure import (
+    cudnn_autotuning,
     interleave,
     load_average,
     machine,
@@ -20,6 +21,7 @@ from reslab.bench.measure import (
     median_ratio,
     peak_memory,
     percentile,
+    tf32_convolutions,
 )
 
 
@@ -65,6 +67,8 @@ class Report:
     peaks: dict[str, float]  # dtype name -> FLOP/s
     rows: list[Row]
     seconds: float
+    cudnn_benchmark: bool = False  # cuDNN's algorithm search was on
+    tf32: bool = False  # float32 convolutions (and so the float32 peak's matmul) ran in TF32
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready."""
@@ -73,12 +77,14 @@ class Report:
             "load_average": {"start": self.load_start, "end": self.load_end},
             "peak_flops": self.peaks, "rows": [asdict(row) for row in self.rows],
             "seconds": round(self.seconds, 1),
+            "backends": {"cudnn_benchmark": self.cudnn_benchmark, "tf32": self.tf32},
         }  # fmt: skip
 
 
 def run_suite(settings: Settings, models: Sequence[str], *,
               on_case: Callable[[list[Row]], None] | None = None) -> Report:
-    """Measure the reference peaks, then every case of ``models``.
+    """Measure the reference peaks, then every case of ``models``, with cuDNN's algorithm
+    search on (CUDA; as ``reslab train`` and torchvision's reference script run).
 
     Args:
         settings: From :func:`reslab.bench.cases.make_settings`.
@@ -92,19 +98,22 @@ def run_suite(settings: Settings, models: Sequence[str], *,
     load_start, start = load_average(), time.perf_counter()
     bf16 = fast_paths(settings.device, compile=False)["amp"]
     dtypes = [torch.float32] + ([torch.bfloat16] if bf16 else [])
-    peaks = {dtype: matmul_peak(settings.device, dtype, size=settings.peak_size, repeats=3)
-             for dtype in dtypes}
-    rows = []
-    for model in models:
-        for case in build_cases(model, settings):
-            case_rows = measure(case, settings, peaks)
-            rows += case_rows
-            if on_case is not None:
-                on_case(case_rows)
+    with cudnn_autotuning(settings.device):
+        peaks = {dtype: matmul_peak(settings.device, dtype, size=settings.peak_size, repeats=3)
+                 for dtype in dtypes}
+        rows = []
+        for model in models:
+            for case in build_cases(model, settings):
+                case_rows = measure(case, settings, peaks)
+                rows += case_rows
+                if on_case is not None:
+                    on_case(case_rows)
+        cudnn_benchmark = torch.backends.cudnn.benchmark
     return Report(
         settings=settings, machine=machine(settings.device), load_start=load_start,
         load_end=load_average(), peaks={dtype_name(d): v for d, v in peaks.items()}, rows=rows,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, cudnn_benchmark=cudnn_benchmark,
+        tf32=tf32_convolutions(settings.device),
     )  # fmt: skip
 
 
@@ -188,11 +197,17 @@ def format_report(report: Report) -> str:
     versions = ", ".join(f"{k} {info[k]}" for k in ("torch", "torchvision", "timm", "onnxruntime")
                          if info.get(k))
     peaks = ", ".join(f"{name} {value / 1e9:,.1f} GFLOP/s" for name, value in report.peaks.items())
+    if report.tf32:
+        peaks += " (the float32 matmul in TF32, as cuDNN runs float32 convolutions)"
+    state = "on" if report.cudnn_benchmark else "off"
+    search = ([f"cuDNN algorithm search (cudnn.benchmark): {state}"]
+              if settings.device.type == "cuda" else [])
     lines = [
         f"reslab bench on {settings.device} ({where}; {info['cores']} cores, torch threads "
         f"{info['torch_threads']}); {versions}",
         f"load average at start {report.load_start}, at end {report.load_end}",
         f"peak (median {settings.peak_size}x{settings.peak_size} matmul, measured now): {peaks}",
+        *search,
         f"{settings.warmup} warm-up round(s) excluded, then A B A B ... rounds; medians; "
         "'x base' is the median of per-round time ratios to the case's first row",
         "", render(header, rows, left=2), "",

@@ -18,9 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Time ResNet-20 training (32x32, batch 128), ResNet-50 training and "
         "inference (batch 1 and 32) and the data pipeline: torchvision's eager loop, timm's "
-        "(when installed), ours and ONNX Runtime, interleaved in one process. Each row: "
-        "images/s, its ratio to the torchvision row, and FLOP/s as a % of a matmul peak "
-        "measured in the same run. See docs/PERFORMANCE.md."
+        "(when installed), ours and ONNX Runtime (on the CPU), interleaved in one process. "
+        "Each row: images/s, its ratio to the torchvision row, and FLOP/s as a % of a matmul "
+        "peak measured in the same run. See docs/PERFORMANCE.md."
     )
     parser.add_argument("--quick", action="store_true",
                         help="tiny models and sizes: checks that everything runs")
