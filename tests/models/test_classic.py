@@ -113,3 +113,17 @@ def test_output_size_is_the_course_formula():
     assert output_size(227, 11, 4) == 55  # AlexNet conv1
     assert output_size(7, 3, 1, 1) == 7  # "same" 3x3 convolution
     assert output_size(110, 3, 2, ceil=True) == 55  # ZFNet's ceil-mode pool
+
+
+def test_output_size_matches_torch_and_rejects_a_window_that_does_not_fit():
+    # PyTorch's ceil mode drops a last window that would start in the right padding.
+    for size, kernel, stride, padding in [(4, 1, 2, 0), (5, 1, 2, 0), (6, 2, 2, 1), (7, 3, 2, 1),
+                                          (110, 3, 2, 0), (26, 3, 2, 0), (9, 2, 3, 1)]:
+        pool = torch.nn.MaxPool2d(kernel, stride, padding, ceil_mode=True)
+        expected = pool(torch.zeros(1, 1, size, size)).shape[-1]
+        assert output_size(size, kernel, stride, padding, ceil=True) == expected
+    with pytest.raises(ReslabError, match=r"5x5 window does not fit a 4x4 input \(padding 0\)"):
+        output_size(4, 5)  # LeNet-5's C5 on 28x28 digits: (4 - 5 + 0) / 1 + 1 = 0
+    with pytest.raises(ReslabError, match="does not fit"):
+        output_size(3, 11, 4, 2, ceil=True)
+    assert output_size(5, 5) == 1 and output_size(3, 5, padding=1) == 1

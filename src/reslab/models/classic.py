@@ -24,7 +24,6 @@ Choices the notes leave open:
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -34,7 +33,7 @@ import torchvision.models.vgg as tv_vgg
 from torch import Tensor, nn
 from torchvision.models.googlenet import GoogLeNet as TorchvisionGoogLeNet
 
-from reslab.errors import check_positive
+from reslab.errors import ReslabError, check_positive
 from reslab.models.interface import ModelInterface
 from reslab.models.registry import register_model
 
@@ -89,10 +88,22 @@ def output_size(
         ceil: Round up (ceil-mode pooling) instead of down.
 
     Returns:
-        The output width.
+        The output width, as PyTorch computes it: in ceil mode a last window that would start
+        in the right-hand padding is dropped.
+
+    Raises:
+        ReslabError: The window is larger than the padded input (``W - F + 2P < 0``).
     """
-    rounding = math.ceil if ceil else math.floor
-    return rounding((size - kernel + 2 * padding) / stride) + 1
+    span = size - kernel + 2 * padding
+    if span < 0:
+        raise ReslabError(
+            f"a {kernel}x{kernel} window does not fit a {size}x{size} input (padding {padding}): "
+            f"(W - F + 2P) = ({size} - {kernel} + {2 * padding}) < 0"
+        )
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 def conv_trunk(
