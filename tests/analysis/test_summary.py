@@ -162,12 +162,22 @@ def test_cpu_matches_meta_and_leaves_the_model_untouched():
 
 def test_too_small_for_min_input_size():
     with pytest.raises(ReslabError) as error:
-        summarize(build_model("resnet50", device=META), input_size=(16, 16), device=META)
+        summarize(build_model("vgg16", device=META), input_size=(16, 16), device=META)
     assert str(error.value) == (
-        "input 16x16 is too small for resnet50: it downsamples by 32; use at least 32x32"
+        "input 16x16 is too small for vgg16: it downsamples by 32; use at least 32x32"
     )
-    with pytest.raises(ReslabError, match="at least 4x4"):
-        summarize(build_model("resnet20", device=META), input_size=(2, 2), device=META)
+
+
+@pytest.mark.parametrize(("name", "size"), [("resnet18", 28), ("resnet50", 16), ("resnet20", 1)])
+def test_resnets_take_inputs_smaller_than_their_downsampling(name, size):
+    """Padded stride-2 layers give ceil(H/2): ResNet-18 on 28x28 Fashion-MNIST ends with a
+    1x1 map, as on 32x32 (refused as 'too small' before)."""
+    summary = summarize(build_model(name, device=META), input_size=(size, size), device=META)
+    last_stage = [row for row in summary.rows() if row.stage != "head"][-1]
+    assert last_stage.shape[-2:] == (1, 1) and summary.totals.params == sized(name).totals.params
+    model = build_model(name, device="cpu", in_channels=1, num_classes=10).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, size, size)).shape == (2, 10)
 
 
 def test_forward_failure_names_model_and_input():

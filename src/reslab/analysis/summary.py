@@ -375,8 +375,9 @@ def check_input_size(model: nn.Module, input_size: Sequence[int]) -> None:
     """Reject an input size the model cannot take, before running it.
 
     Args:
-        model: A model; one with ``min_input_size`` (the ResNets: their total downsampling)
-            rejects smaller inputs.
+        model: A model; one with ``min_input_size`` (VGG: its five unpadded 2x2 pools)
+            rejects smaller inputs. The ResNets have none: their padded stride-2 layers give
+            ceil(H/2), so any input leaves every stage at least one pixel.
         input_size: (height, width).
 
     Raises:

@@ -154,7 +154,6 @@ class ResNet(ModelInterface, nn.Module):
                  "reduction": reduction}
             )
         self.num_stages = len(layers)
-        self.min_input_size = reduction  # smaller inputs leave the last stage without pixels
         self.residual = residual
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
