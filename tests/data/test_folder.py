@@ -1,6 +1,10 @@
 """Class-per-folder trees and the ImageNet layouts: exact labels and pixels, and bad input."""
 
 import logging
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+import reslab
 from reslab.data import get_dataset, verify
+from reslab.data.folder import decode_file
 from reslab.errors import ReslabError
 from tests.data.formats import random_images, write_image
 
@@ -84,6 +90,49 @@ def test_damaged_image_body_names_the_file(tree):
         train[index]
     with pytest.raises(ReslabError, match=r"0.png: cannot decode image"):
         verify("folder", root)
+
+
+def damage_png_pixel_data(path: Path) -> None:
+    """Flip a bit of the zlib checksum that ends a PNG's IDAT data and re-seal the chunk's CRC,
+    so the file is a well-formed PNG whose pixel data does not check out (bit rot inside the
+    compressed stream, or a copy that lost part of it)."""
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IDAT") - 4
+    (length,) = struct.unpack(">I", data[start : start + 4])
+    body = start + 8
+    data[body + length - 1] ^= 1  # the Adler-32's last byte
+    data[body + length : body + length + 4] = struct.pack(
+        ">I", zlib.crc32(bytes(data[start + 4 : body + length])))
+    path.write_bytes(bytes(data))
+
+
+def test_png_with_damaged_pixel_data_is_one_error_not_a_crash(tree):
+    """torchvision's PNG decoder (0.29) ends the process with a segmentation fault on such a
+    file: `reslab data verify`, which exists to find damaged files, died with it, and so did
+    training. Run in a fresh interpreter, so a crash fails this test instead of the suite."""
+    root, images, _ = tree
+    damage_png_pixel_data(root / "train" / "cat" / "0.png")
+    src = str(Path(reslab.__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "reslab", "data", "verify", "folder", "--data-dir", str(root)],
+        capture_output=True, text=True, timeout=120, env={"PYTHONPATH": src, "PATH": ""})
+    assert done.returncode == 2, (done.returncode, done.stderr[-500:])
+    assert done.stderr.startswith(f"reslab: error: {root}/train/cat/0.png: cannot decode image ")
+    assert len(done.stderr.splitlines()) == 1
+    with pytest.raises(ReslabError, match=r"0.png: cannot decode image"):
+        decode_file(root / "train" / "cat" / "0.png")
+    assert torch.equal(decode_file(root / "train" / "dog" / "1.png"), images[1])  # PNGs still read
+
+
+def test_image_file_emptied_after_the_scan_names_the_file(tree):
+    """An empty file is skipped by the scan; one emptied later (a copy or sync still running)
+    was a bare ValueError from torch.frombuffer."""
+    root, _, _ = tree
+    train = get_dataset("folder", root, "train")
+    index = next(i for i, (path, _) in enumerate(train.samples) if path.endswith("/0.png"))
+    Path(train.samples[index][0]).write_bytes(b"")
+    with pytest.raises(ReslabError, match=r"0.png: cannot decode image"):
+        train[index]
 
 
 def test_image_over_the_pixel_limit_is_refused_before_decoding(tree, monkeypatch):

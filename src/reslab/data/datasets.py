@@ -197,8 +197,8 @@ def get_dataset(
 ) -> Dataset:
     """A map-style data set yielding ``(transform(image), label)``.
 
-    Images are uint8 [C, H, W] tensors before the transform (decoded with
-    ``torchvision.io.decode_image`` for ``imagenet`` and ``folder``). Random transforms draw
+    Images are uint8 [C, H, W] tensors before the transform (decoded by
+    :func:`reslab.data.folder.decode_file` for ``imagenet`` and ``folder``). Random transforms draw
     from (seed, epoch, index): call the data set's ``set_epoch`` at each epoch.
 
     Args:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.functional import pil_to_tensor
 
 from reslab.data.base import SeededDataset, progress
 from reslab.errors import ReslabError
@@ -32,7 +34,8 @@ from reslab.errors import ReslabError
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SIGNATURES = (b"\xff\xd8\xff", _PNG_SIGNATURE)
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,9 @@ def scan_tree(folder: Path, *, classes: Sequence[str] | None = None) -> ImageLis
 
 
 def decode_file(path: str | os.PathLike) -> torch.Tensor:
-    """Decode an image file to uint8 RGB [3, H, W] (``torchvision.io.decode_image``); a 16-bit
-    PNG keeps its high byte, as Pillow (and so ``reslab predict``) reads it. An image of more
+    """Decode an image file to uint8 RGB [3, H, W]: JPEG and WebP with
+    ``torchvision.io.decode_image``, PNG with Pillow (:func:`_decode_png`); a 16-bit PNG keeps
+    its high byte, as Pillow (and so ``reslab predict``) reads it. An image of more
     pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (its decompression-bomb limit, which
     ``reslab predict`` obeys too) is refused from its header, before it is decoded.
 
@@ -197,13 +201,31 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
     """
     try:
         data = bytearray(Path(path).read_bytes())
+        if data.startswith(_PNG_SIGNATURE):
+            return _decode_png(path, data)
         _check_pixels(path, data)
         image = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
         return image if image.dtype == torch.uint8 else (image.to(torch.int32) >> 8).byte()
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError, SyntaxError, EOFError) as exc:
+        if isinstance(exc, ReslabError):
+            raise
         raise ReslabError(
             f"{path}: cannot decode image ({exc}); `reslab data verify` lists damaged files"
         ) from exc
+
+
+def _decode_png(path: str | os.PathLike, data: bytearray) -> torch.Tensor:
+    """A PNG file's bytes as uint8 RGB [3, H, W], decoded by Pillow: torchvision's libpng
+    decoder (0.29) kills the process with a segmentation fault on a PNG whose compressed pixel
+    data is damaged ("IDAT: incorrect data check", "Not enough image data"), where Pillow
+    raises an ``OSError``. 16-bit grey (modes ``I;16*``, ``I``) keeps its high byte, as Pillow
+    keeps it of 16-bit RGB(A) and grey with alpha, so the pixels are torchvision's."""
+    with open_image_header(io.BytesIO(data), path) as image:
+        image.load()
+        if image.mode == "I" or image.mode.startswith("I;16"):
+            high = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8  # [H, W]
+            image = Image.fromarray(high.astype(np.uint8))
+        return pil_to_tensor(image.convert("RGB"))
 
 
 def _check_pixels(path: str | os.PathLike, data: bytearray) -> None:
