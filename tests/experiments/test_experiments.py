@@ -445,3 +445,14 @@ def test_settings_may_change_until_a_sub_run_starts(tmp_path):
     with pytest.raises(ReslabError, match=r"other settings \(recipe;"):
         runs.claim_folder(out, first)
     assert json.loads((out / "experiment.json").read_text()) == fixed
+
+
+@pytest.mark.parametrize("depths", [[20, 50], [152], [50]])
+def test_depths_that_name_imagenet_nets_are_refused(depths):
+    """50 and 152 are 6n+2, but resnet50/plain152 are Table 1's ImageNet nets (bottlenecks, a
+    7x7 stem, 23-55M parameters): a sub-run of that name would train one of them as
+    'ResNet-50' beside the CIFAR nets. Refused in one line, before anything is trained."""
+    with pytest.raises(ReslabError, match=rf"depth {depths[-1]} cannot be used here: "
+                       rf"resnet{depths[-1]} and plain{depths[-1]} name the ImageNet nets"):
+        runs.check_depths(depths)
+    assert runs.check_depths([20, 44, 56, 110]) == [20, 44, 56, 110]

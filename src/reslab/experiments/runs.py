@@ -23,7 +23,7 @@ from reslab.data import dataset_info
 from reslab.errors import ReslabError
 from reslab.experiments.report import Report, recipe_text
 from reslab.io import atomic_write
-from reslab.models.resnet import check_cifar_depth
+from reslab.models.resnet import IMAGENET_ARCHS, check_cifar_depth
 from reslab.train.checkpoint import saved_iteration
 from reslab.train.config import PLACEMENT_KEYS, check_one_length, read_toml, resolve
 from reslab.train.run_lock import live_writer
@@ -134,13 +134,21 @@ def check_depths(depths: Iterable[int]) -> list[int]:
         The depths, sorted and unique.
 
     Raises:
-        ReslabError: A depth is not 6n+2 or the list is empty.
+        ReslabError: A depth is not 6n+2, is 50 or 152 (6n+2, but ``resnet50``/``plain152``
+            name the ImageNet nets of Table 1, which the experiments would train instead of
+            CIFAR nets), or the list is empty.
     """
     depths = sorted(set(depths))
     if not depths:
         raise ReslabError("give at least one depth")
     for depth in depths:
         check_cifar_depth(depth)
+        if depth in IMAGENET_ARCHS:
+            raise ReslabError(
+                f"depth {depth} cannot be used here: resnet{depth} and plain{depth} name the "
+                f"ImageNet nets of Table 1 (bottleneck blocks, 7x7 stem), not CIFAR nets of "
+                f"{depth} layers; choose another 6n+2 depth ({depth - 6} or {depth + 6})"
+            )
     return depths
 
 
