@@ -374,9 +374,11 @@ def test_shortcuts_report(tiny_data, tmp_path):
     options = {o: errors[f"ResNet-8 {o}"] for o in "ABC"}
     all_better = all(e < errors["plain-8"] for e in options.values())
     assert line.startswith("- Every") == all_better
-    best = min(options, key=options.get)
-    lowest = sentence(report, f"ResNet-8 {best} has the lowest test error")
-    spread = max(options.values()) - options[best]
+    best = [o for o in "ABC" if options[o] == min(options.values())]  # ties: all of them
+    who = " and ".join(f"ResNet-8 {o}" for o in best).replace(" and ", ", ", len(best) - 2)
+    lowest = sentence(report, f"{who} {'has' if len(best) == 1 else 'share'} the lowest test "
+                      f"error of the options ({pct(min(options.values()))}%)")
+    spread = max(options.values()) - min(options.values())
     assert re.search(r"span (\d+\.\d+) points", lowest)[1] == f"{100 * spread:.2f}"
     small = [s for s in report.splitlines() if s.startswith("- The differences among")]
     if all_better:
@@ -399,6 +401,13 @@ def test_shortcuts_claims():
     worse = [nets[0], net("ResNet-32 A", "resnet", 32, 0.1, 0.21), *nets[2:]]
     best, beats = shortcuts.claims(worse)
     assert beats.startswith("Not every option beats plain-32 (20.00%)")
+    tied = [nets[0], net("ResNet-32 A", "resnet", 32, 0.1, 0.09), *nets[2:]]
+    assert shortcuts.claims(tied)[0].startswith(  # not "ResNet-32 A has the lowest"
+        "ResNet-32 A and ResNet-32 B share the lowest test error of the options (9.00%); the "
+        "options span 2.00 points")
+    all_tied = [nets[0], *(net(f"ResNet-32 {o}", "resnet", 32, 0.1, 0.1) for o in "ABC")]
+    assert shortcuts.claims(all_tied)[0].startswith(
+        "ResNet-32 A, ResNet-32 B and ResNet-32 C share the lowest test error")
 
 
 def test_layer_responses_figure_keeps_two_runs_of_one_net(tmp_path, monkeypatch):

@@ -50,10 +50,13 @@ def claims(results: Sequence[NetResult]) -> list[str]:
     options = [r for r in results if r.family == "resnet" and r.test_error is not None]
     if not options:
         return []
-    best = min(options, key=lambda r: r.test_error)
-    spread = max(r.test_error for r in options) - best.test_error
-    sentences = [f"{best.label} has the lowest test error of the options "
-                 f"({percent(best.test_error)}%); the options span {percent(spread)} points."]
+    lowest = min(r.test_error for r in options)
+    best = [r.label for r in options if r.test_error == lowest]  # ties: each of them
+    who = (f"{best[0]} has" if len(best) == 1
+           else f"{', '.join(best[:-1])} and {best[-1]} share")
+    spread = max(r.test_error for r in options) - lowest
+    sentences = [f"{who} the lowest test error of the options "
+                 f"({percent(lowest)}%); the options span {percent(spread)} points."]
     if plain is not None and plain.test_error is not None:
         all_better = all(r.test_error < plain.test_error for r in options)
         gain = plain.test_error - max(r.test_error for r in options)
