@@ -437,6 +437,16 @@ def test_layer_response_claims():
                                         responses("resnet56", True, 56, 0.9)])
     assert "are smaller than" in sentences[0]
     assert "do not shrink" in sentences[1]
+    # a diverged run (NaN responses) decides nothing, whatever its place in the list
+    for order in (1, -1):
+        runs_ = [responses("plain20", False, 20, 1.0), responses("resnet20", True, 20, 0.8),
+                 responses("resnet20", True, 20, float("nan")),
+                 responses("resnet56", True, 56, 0.5)][::order]
+        broken, smaller, shrink = layer_responses.claims(runs_)
+        assert broken == ("ResNet-20 nan: not a finite response std (a diverged net); left out "
+                          "of the comparisons below.")
+        assert "are smaller than" in smaller and "ResNet-20 0.8 vs" in smaller
+        assert "responses shrink with depth: ResNet-20 0.8, ResNet-56 0.5." in shrink
 
 
 def test_settings_may_change_until_a_sub_run_starts(tmp_path):

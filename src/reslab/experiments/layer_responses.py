@@ -6,6 +6,7 @@ and residual nets on the test set, in layer order and sorted by magnitude.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -164,6 +165,9 @@ def claims(results: Sequence[Responses]) -> list[str]:
     net of the same depth; they *shrink with depth* when the mean std falls as the ResNets get
     deeper.
 
+    Runs whose mean std is not a number (a diverged net: NaN or infinite responses) are named
+    and left out of the comparisons, which NaN would otherwise decide by list order.
+
     Args:
         results: The measured runs.
 
@@ -171,6 +175,11 @@ def claims(results: Sequence[Responses]) -> list[str]:
         One sentence per comparison the runs allow.
     """
     sentences = []
+    broken = [r for r in results if not math.isfinite(r.mean_std)]
+    if broken:
+        sentences.append(f"{_list(broken)}: not a finite response std (a diverged net); left "
+                         "out of the comparisons below.")
+        results = [r for r in results if math.isfinite(r.mean_std)]
     for depth in sorted({r.depth for r in results if r.depth is not None}):
         plain = [r for r in results if r.depth == depth and not r.residual]
         resnet = [r for r in results if r.depth == depth and r.residual]
