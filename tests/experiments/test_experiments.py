@@ -299,6 +299,14 @@ def test_depth_table_report(tiny_data, tmp_path):
     report = (out / "report.md").read_text()
     cell = f"{100 * statistics.fmean(errors):.2f} ± {100 * statistics.stdev(errors):.2f}"
     assert f"| ResNet-8 | 0.08M | 2 | {cell} | {100 * min(errors):.2f} | – | – |" in report
+    # the table's own numbers (mean, std, best) are in a CSV too, as the report says
+    (summary,) = rows(out / "depth_table_summary.csv")
+    assert float(summary["test_error_mean"]) == pytest.approx(statistics.fmean(errors))
+    assert float(summary["test_error_std"]) == pytest.approx(statistics.stdev(errors))
+    assert float(summary["test_error_best"]) == min(errors)
+    assert (summary["net"], summary["runs"], summary["params"]) == ("ResNet-8", "2",
+                                                                    table[0]["params"])
+    assert "[depth_table_summary.csv](depth_table_summary.csv)" in report
 
 
 def test_depth_table_takes_more_seeds_from_another_first_seed(tiny_data, tmp_path):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reslab.errors import ReslabError
-from reslab.experiments.report import md_table, percent
+from reslab.experiments.report import md_table, percent, write_csv
 from reslab.experiments.runs import NetResult, Setup, check_depths, net_result
 
 # Table 6 of the paper (CIFAR-10 test error %, params); ResNet-110: best of 5 (mean 6.61±0.16).
@@ -116,6 +116,12 @@ def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
     report.bullets("What the numbers show", claims(rows))
     report.add("Complexity of each net: `reslab summary --compare "
                + " ".join(f"resnet{r['depth']}" for r in rows) + "`.")
+    write_csv(setup.out / "depth_table_summary.csv", [
+        {"net": f"ResNet-{r['depth']}", "depth": r["depth"], "runs": r["runs"],
+         "test_error_mean": r["mean"], "test_error_std": r["std"], "test_error_best": r["best"],
+         "params": r["params"], "paper_test_error": PAPER_TABLE6.get(r["depth"], ("", ""))[0],
+         "paper_params": PAPER_TABLE6.get(r["depth"], ("", ""))[1]} for r in rows])
+    report.add("The table's rows: [depth_table_summary.csv](depth_table_summary.csv).")
     report.table_csv("depth_table.csv", [
         {"net": r.label, "depth": r.depth, "run_dir": r.run_dir.name, "test_error": r.test_error,
          "train_error": r.train_error, "params": r.params} for r in results])
