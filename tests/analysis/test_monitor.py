@@ -1,13 +1,14 @@
 """The training monitors: what is recorded, when the hooks are active, the update/weight ratio,
 the findings, and the engine's ``monitor`` option (with resume)."""
 
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reslab.analysis.monitor import Monitor, MonitorRow, findings, read_monitor
+from reslab.analysis.monitor import Monitor, MonitorRow, _std, findings, read_monitor
 from reslab.train.engine import train
 from tests.data_fixtures import write_tiny_fashion_mnist
 
@@ -55,6 +56,24 @@ def test_records_every_interval_with_hooks_only_when_due(tmp_path):
     assert at4["3"].grad_std == pytest.approx(expected_grad_std, rel=1e-4)
     for layer in ("0", "3"):  # the std of each layer's own output, with the weights it ran with
         assert at4[layer].activation_std == pytest.approx(expected_act_std[layer], rel=1e-4)
+
+
+def test_a_layer_without_gradient_is_recorded_as_nan(tmp_path):
+    """A frozen layer has no gradient: its grad std is NaN, made on the layer's device (it is
+    stacked with the other layers' numbers: a CPU NaN beside CUDA tensors would crash)."""
+    net = tiny_net()
+    net[0].requires_grad_(False)
+    monitor = Monitor(net, every=1, csv_path=tmp_path / "monitor.csv")
+    optimizer = torch.optim.SGD(net[3].parameters(), lr=0.1)
+    monitor.after_step(0)  # arms the hooks for iteration 1
+    F.cross_entropy(net(torch.randn(5, 1, 8, 8)), torch.tensor([0, 1, 2, 0, 1])).backward()
+    monitor.after_backward(1)
+    optimizer.step()
+    monitor.after_step(1)
+    rows = {r.layer: r for r in read_monitor(tmp_path / "monitor.csv")}
+    assert math.isnan(rows["0"].grad_std) and rows["0"].update_ratio == 0
+    assert math.isfinite(rows["3"].grad_std) and rows["3"].update_ratio > 0
+    assert _std(None, torch.device("meta")).device.type == "meta"
 
 
 def test_findings_flag_ratios_and_collapse():

@@ -85,7 +85,7 @@ class Monitor:
             return
         self._disarm()
         weights = [m.weight.detach() for m in self.layers.values()]
-        self._grad_std = [_std(m.weight.grad) for m in self.layers.values()]
+        self._grad_std = [_std(m.weight.grad, m.weight.device) for m in self.layers.values()]
         self._before = [w.clone() for w in weights]
 
     def after_step(self, iteration: int) -> None:
@@ -136,8 +136,12 @@ class Monitor:
         self._before = []
 
 
-def _std(tensor: Tensor | None) -> Tensor:
-    return torch.tensor(math.nan) if tensor is None else tensor.detach().float().std()
+def _std(tensor: Tensor | None, device: torch.device) -> Tensor:
+    """The std of ``tensor`` as a 0-d tensor; NaN on ``device`` (beside the others: they are
+    stacked) for a layer without a gradient."""
+    if tensor is None:
+        return torch.tensor(math.nan, device=device)
+    return tensor.detach().float().std()
 
 
 def _truncate(path: Path, iteration: int) -> None:
