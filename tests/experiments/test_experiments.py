@@ -270,6 +270,10 @@ def test_layer_responses_report(degradation_dir, tiny_data, tmp_path):
     report = (tmp_path / "lr" / "report.md").read_text()
     for run, mean in means.items():
         assert f"| {run} |" in report and f"{mean:.4g}" in report
+    weights = {r["run_dir"]: r["weights"] for r in table}  # the file each run was measured with
+    assert weights == {str(run): "best.safetensors" if (run / "best.safetensors").exists()
+                       else "last.safetensors" for run in runs}
+    assert all(f"| {name} |" in report for name in weights.values())
     for depth in (8, 14):
         line = next(s for s in report.splitlines() if s.startswith(f"- At depth {depth} "))
         smaller = means[f"ResNet-{depth}"] < means[f"plain-{depth}"]

@@ -32,6 +32,7 @@ class Responses:
         residual: True for a ResNet, False for a plain net.
         depth: Depth from the model name (None when it has none).
         stds: Layer name -> response std, in forward order.
+        weights: The checkpoint file measured (``best.safetensors``, else ``last...``).
     """
 
     run_dir: Path
@@ -39,6 +40,7 @@ class Responses:
     residual: bool
     depth: int | None
     stds: dict[str, float]
+    weights: str = ""
 
     @property
     def label(self) -> str:
@@ -92,7 +94,7 @@ def measure(run_dir: Path, *, images: int | None, data_dir: str | None,
     parsed = family_and_depth(predictor.model_name)
     residual = bool(getattr(predictor.model, "residual", True))
     return Responses(run_dir, predictor.model_name, residual, parsed[1] if parsed else None,
-                     response_stds(predictor.model, batches()))
+                     response_stds(predictor.model, batches()), Path(predictor.source).name)
 
 
 def check_runs(runs: Sequence[str | Path]) -> list[Path]:
@@ -231,14 +233,15 @@ def write_report(out: Path, results: Sequence[Responses], *, images: int | None)
         xlabel="layer index (3x3 layers)", ylabel="std", title="Layer responses (cf. Fig. 7)"),
         "Fig. 7-style response std")
     report.add("## Mean response std per run", md_table(
-        ["run", "folder", "3x3 layers", "mean std", "max std", "min std"],
-        [[r.label, r.run_dir.name, len(r.stds), f"{r.mean_std:.4g}",
+        ["run", "folder", "weights", "3x3 layers", "mean std", "max std", "min std"],
+        [[r.label, r.run_dir.name, r.weights, len(r.stds), f"{r.mean_std:.4g}",
           f"{max(r.stds.values()):.4g}", f"{min(r.stds.values()):.4g}"] for r in results]))
     report.add("The paper (CIFAR-10, Fig. 7): ResNets' responses are generally smaller than "
                "the plain nets'; the deeper ResNet-56 and ResNet-110 smaller still.")
     report.bullets("What the numbers show", claims(results))
     report.table_csv("layer_responses.csv", [
-        {"run": r.label, "run_dir": str(r.run_dir), "model": r.model, "residual": r.residual,
+        {"run": r.label, "run_dir": str(r.run_dir), "weights": r.weights, "model": r.model,
+         "residual": r.residual,
          "depth": r.depth, "layer_index": i, "layer": name, "std": std}
         for r in results for i, (name, std) in enumerate(r.stds.items())])
     return report.save()
