@@ -266,6 +266,24 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(data_dir, tmp_pat
     assert [e.step for e in accumulator.Scalars("train_error")] == [2, 4, 6, 8]
 
 
+def test_resume_after_a_kill_inside_the_first_checkpoint_says_what_to_move(data_dir, tmp_path,
+                                                                           capsys):
+    """Killed between the first checkpoint's weights and its trainer state: the advice of
+    --resume, followed, starts the run again (the weights left behind refuse a new run)."""
+    run = tmp_path / "run"
+    train(**TINY, data_dir=str(data_dir), out=str(run), stop_after=4, progress=False)
+    (run / "trainer_state.pt").unlink()  # as if killed before it replaced its temporary file
+    assert main(["train", "--resume", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"reslab: error: {run} has no checkpoint to resume from (no trainer_state.pt); move "
+        f"best.safetensors and last.safetensors away (saved without it), then start it again "
+        f"with --config {run / 'config.toml'} --out {run}\n")
+    for name in ("best.safetensors", "last.safetensors"):
+        (run / name).rename(tmp_path / name)
+    assert main(["train", "--config", str(run / "config.toml"), "--out", str(run),
+                 "--stop-after", "1", "--no-progress"]) == 0
+
+
 def test_resumes_keep_the_provenance_and_add_theirs(data_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     train(**TINY, data_dir=str(data_dir), out=str(out), stop_after=3, progress=False)

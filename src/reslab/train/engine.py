@@ -139,8 +139,14 @@ def resumed_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     if not (run_dir / "config.toml").is_file():
         raise ReslabError(f"{run_dir} is not a run folder (no config.toml)")
     if not (run_dir / "trainer_state.pt").is_file():
+        # Weights without their trainer state (a kill between the two writes of the first
+        # checkpoint) refuse a new run in the folder (_check_free): they must go first.
+        orphans = [name for name in RUN_CHECKPOINTS if (run_dir / name).exists()]
+        first = (f"move {' and '.join(orphans)} away (saved without it), then " if orphans
+                 else "")
         raise ReslabError(f"{run_dir} has no checkpoint to resume from (no trainer_state.pt); "
-                          f"start it again with --config {run_dir / 'config.toml'} --out {run_dir}")
+                          f"{first}start it again with --config {run_dir / 'config.toml'} "
+                          f"--out {run_dir}")
     saved = read_toml(run_dir / "config.toml")
     batch = coerce("batch_size", overrides.get("batch_size", saved["batch_size"]))
     if batch != saved["batch_size"]:
