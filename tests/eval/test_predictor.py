@@ -1,6 +1,7 @@
 """reslab.load: run folders, our safetensors, torchvision state dicts; the preprocessing; errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +135,35 @@ def test_bad_checkpoints(tmp_path, checkpoint):
     with pytest.raises(ReslabError, match=r"does not fit this architecture: \S+: "
                                           r"checkpoint \([\d, ]+\) vs model \([\d, ]+\)"):
         reslab.load(resnet20, model="resnet18")
+
+
+class RunsCode:
+    """Unpickling this calls ``pathlib.Path.touch``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(tmp_path):
+    """torch.load(weights_only=True) refuses the call; the message says so and does not pass
+    on torch's advice to retry with weights_only=False (which would run it)."""
+    from reslab.train.checkpoint import load_trainer_state
+
+    marker = tmp_path / "PWNED"
+    for name in ("evil.pth", "trainer_state.pt"):
+        torch.save({"fc.weight": torch.zeros(1), "x": RunsCode(marker)}, tmp_path / name)
+    for load_file in (lambda: reslab.load(tmp_path / "evil.pth", model="resnet20"),
+                      lambda: load_trainer_state(tmp_path / "trainer_state.pt")):
+        with pytest.raises(ReslabError) as error:
+            load_file()
+        message = str(error.value)
+        assert "refused" in message and "never code" in message and "\n" not in message
+        assert "GLOBAL" in message and "weights_only" not in message, message
+        assert "allowlist" not in message and "trust" not in message, message
+    assert not marker.exists()
 
 
 def test_undecodable_image_and_bad_tensors(checkpoint, tmp_path):

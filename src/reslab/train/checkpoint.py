@@ -416,6 +416,13 @@ def _torch_load(source: str | Path | io.BytesIO, failure: str) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        first_line = next(iter(str(exc).splitlines()), "")
-        reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if lines and lines[0].startswith("Weights only load failed"):
+            # torch's first line advises weights_only=False, i.e. running the file's code
+            detail = next((line.split(". ")[0].rstrip(".") for line in lines[1:]
+                           if "GLOBAL" in line or "nsupported" in line),
+                          "it holds objects other than tensors and plain data")
+            raise ReslabError(f"{failure} (refused: {detail}; reslab loads tensors and plain "
+                              "data only, never code from a file)") from None
+        reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
         raise ReslabError(f"{failure} ({reason})") from None
