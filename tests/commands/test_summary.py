@@ -62,7 +62,7 @@ def test_compare_prints_one_row_per_model(capsys):
     "argv, words",
     [
         (["resnet21x"], ["resnet21x", "choose from", "resnet20"]),
-        (["resnet50", "--input-size", "16", "16"], ["too small for resnet50", "32x32"]),
+        (["vgg16", "--input-size", "16", "16"], ["too small for vgg16", "32x32"]),
         (["alexnet", "--input-size", "100", "100"], ["alexnet", "100x100"]),
         (["resnet14", "--shortcut", "D"], ["invalid choice", "'A', 'B', 'C'"]),
         (["vgg16", "--shortcut", "A"], ["vgg16", "shortcut"]),

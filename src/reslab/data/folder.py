@@ -218,8 +218,12 @@ def _decode_png(path: str | os.PathLike, data: bytearray) -> torch.Tensor:
     """A PNG file's bytes as uint8 RGB [3, H, W], decoded by Pillow: torchvision's libpng
     decoder (0.29) kills the process with a segmentation fault on a PNG whose compressed pixel
     data is damaged ("IDAT: incorrect data check", "Not enough image data"), where Pillow
-    raises an ``OSError``. 16-bit grey (modes ``I;16*``, ``I``) keeps its high byte, as Pillow
-    keeps it of 16-bit RGB(A) and grey with alpha, so the pixels are torchvision's."""
+    raises an ``OSError``. The chunks are checked first (``verify``: their CRCs, a file cut
+    short), as libpng does: Pillow alone decodes a file cut after its pixel data. 16-bit grey
+    (modes ``I;16*``, ``I``) keeps its high byte, as Pillow keeps it of 16-bit RGB(A) and grey
+    with alpha, so the pixels are torchvision's."""
+    with open_image_header(io.BytesIO(data), path) as image:
+        image.verify()  # leaves the image unusable: it is opened again to decode
     with open_image_header(io.BytesIO(data), path) as image:
         image.load()
         if image.mode == "I" or image.mode.startswith("I;16"):
