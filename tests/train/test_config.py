@@ -188,6 +188,11 @@ def test_wrong_types_and_keys(key, value, message):
          "images it trains on; train on train45k to keep val5k out, or give --val-split none"),
         ({"data": "fashion-mnist", "train_split": "train", "val_split": "none",
           "test_split": "val5k"}, "--test-split val5k is part of --train-split train.*train55k"),
+        # options the model does not take: refused by resolve, before any data is read
+        ({"shortcut": "Z"}, "unknown shortcut option 'Z'; choose from: A, B, C"),
+        ({"variant": "v1.5"}, "model 'resnet20' has no option 'variant'"),
+        ({"model": "resnet50", "variant": "v9"}, "unknown variant 'v9'"),
+        ({"model": "vgg16", "shortcut": "A"}, "model 'vgg16' has no option 'shortcut'"),
     ],
 )
 def test_bad_values(overrides, message):

@@ -313,6 +313,23 @@ def _with_layer(values: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def model_options(config: TrainConfig) -> dict[str, Any]:
+    """The options of ``config`` that :func:`reslab.create_model` takes (besides the data
+    set's classes and channels).
+
+    Args:
+        config: The configuration.
+
+    Returns:
+        ``shortcut`` and ``variant`` where set, ``zero_init_residual`` where true.
+    """
+    options = {k: getattr(config, k) for k in ("shortcut", "variant")
+               if getattr(config, k) is not None}
+    if config.zero_init_residual:
+        options["zero_init_residual"] = True
+    return options
+
+
 def validate(config: TrainConfig) -> None:
     """Check value ranges that a type cannot express.
 
@@ -322,11 +339,15 @@ def validate(config: TrainConfig) -> None:
     Raises:
         ReslabError: The first problem found, naming the key.
     """
+    import torch
+
     from reslab.data import dataset_info
-    from reslab.models import model_info
+    from reslab.models import create_model, model_info
 
     model_info(config.model)  # unknown names fail here, before any data is read
     dataset_info(config.data)
+    with torch.device("meta"):  # and options the model does not take (shapes only: no memory)
+        create_model(config.model, **model_options(config))
     positive = {"batch_size": config.batch_size, "lr": config.lr, "iters": config.iters,
                 "eval_every": config.eval_every, "log_every": config.log_every,
                 "dist_timeout": config.dist_timeout, "plateau_patience": config.plateau_patience}

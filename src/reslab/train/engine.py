@@ -42,7 +42,14 @@ from reslab.train.checkpoint import (
     save_weights,
     saved_meta,
 )
-from reslab.train.config import PLACEMENT_KEYS, TrainConfig, coerce, read_toml, resolve
+from reslab.train.config import (
+    PLACEMENT_KEYS,
+    TrainConfig,
+    coerce,
+    model_options,
+    read_toml,
+    resolve,
+)
 from reslab.train.distributed import (
     World,
     all_reduce_sum,
@@ -215,13 +222,9 @@ class Trainer:
         milestones = self._in_iters(cfg.milestones)
         (ramp_iters,) = self._in_iters([cfg.lr_ramp])
 
-        model_options = {k: getattr(cfg, k) for k in ("shortcut", "variant")
-                         if getattr(cfg, k) is not None}
-        if cfg.zero_init_residual:
-            model_options["zero_init_residual"] = True
-        self.model_options = model_options
+        self.model_options = model_options(cfg)
         self.model = create_model(cfg.model, num_classes=len(self.inputs.classes),
-                                  in_channels=self.inputs.in_channels, **model_options)
+                                  in_channels=self.inputs.in_channels, **self.model_options)
         check_model_runs(self.model, self.inputs.in_channels, self.inputs.input_size)
         if init_state is not None:
             self._init_from(init_file, init_state)
