@@ -1,11 +1,12 @@
 """Data pipeline speed: reslab's TensorLoader against a torchvision DataLoader, same run.
 
 Both do the CIFAR recipe of Sec. 4.2 (pad 4, random crop of the image size, 32x32 for CIFAR,
-random horizontal flip, to float, normalise) on the same uint8 images. The DataLoader is timed in two forms, the classic
-PIL one (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``,
-as with ``torchvision.datasets.CIFAR10``) and transforms v2 on uint8 tensors, each with every
-``--workers`` count; the best is the baseline. The TensorLoader's per-batch time is also
-compared with one ResNet-20 training step (forward, backward, SGD) at the same batch size.
+random horizontal flip, to float, normalise) on the same uint8 images. The DataLoader is timed
+in two forms, the classic PIL one (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
+``ToTensor``, ``Normalize``, as with ``torchvision.datasets.CIFAR10``) and transforms v2 on
+uint8 tensors, each with every ``--workers`` count; the best is the baseline. The
+TensorLoader's per-batch time is also compared with one ResNet-20 training step (forward,
+backward, SGD) at the same batch size.
 ``--erase P`` adds random erasing with probability P to both (``reslab train --erase``; the
 baselines end in torchvision's ``RandomErasing``).
 

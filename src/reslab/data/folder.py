@@ -206,9 +206,9 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
         _check_pixels(path, data)
         image = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
         return image if image.dtype == torch.uint8 else (image.to(torch.int32) >> 8).byte()
+    except ReslabError:
+        raise
     except (OSError, RuntimeError, ValueError, SyntaxError, EOFError) as exc:
-        if isinstance(exc, ReslabError):
-            raise
         raise ReslabError(
             f"{path}: cannot decode image ({exc}); `reslab data verify` lists damaged files"
         ) from exc
@@ -219,17 +219,35 @@ def _decode_png(path: str | os.PathLike, data: bytearray) -> torch.Tensor:
     decoder (0.29) kills the process with a segmentation fault on a PNG whose compressed pixel
     data is damaged ("IDAT: incorrect data check", "Not enough image data"), where Pillow
     raises an ``OSError``. The chunks are checked first (``verify``: their CRCs, a file cut
-    short), as libpng does: Pillow alone decodes a file cut after its pixel data. 16-bit grey
-    (modes ``I;16*``, ``I``) keeps its high byte, as Pillow keeps it of 16-bit RGB(A) and grey
-    with alpha, so the pixels are torchvision's."""
+    short), as libpng does: Pillow alone decodes a file cut after its pixel data. 16-bit
+    images keep their high byte (:func:`pil_to_uint8`), so the pixels are torchvision's."""
     with open_image_header(io.BytesIO(data), path) as image:
         image.verify()  # leaves the image unusable: it is opened again to decode
     with open_image_header(io.BytesIO(data), path) as image:
         image.load()
-        if image.mode == "I" or image.mode.startswith("I;16"):
-            high = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8  # [H, W]
-            image = Image.fromarray(high.astype(np.uint8))
-        return pil_to_tensor(image.convert("RGB"))
+        return pil_to_uint8(image, channels=3)
+
+
+def pil_to_uint8(image: Image.Image, *, channels: int) -> torch.Tensor:
+    """A PIL image as uint8 [C, H, W], converted to grey (``channels=1``) or RGB.
+
+    16-bit grey images (modes ``I;16*`` and ``I``, e.g. 16-bit PNG, TIFF and PGM files) keep
+    their high byte, as Pillow keeps it of 16-bit RGB(A) and torchvision's decoder of any
+    16-bit PNG (Pillow's own conversion clips them to 255). Used by :func:`decode_file` (PNG)
+    and by ``reslab predict``.
+
+    Args:
+        image: Any PIL image.
+        channels: 1 (grey) or anything else (RGB).
+
+    Returns:
+        uint8 [C, H, W].
+    """
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        high = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8  # [H, W]
+        image = Image.fromarray(high.astype(np.uint8))
+    image = image.convert("L" if channels == 1 else "RGB")
+    return pil_to_tensor(image)
 
 
 def _check_pixels(path: str | os.PathLike, data: bytearray) -> None:

@@ -38,14 +38,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor, nn
 
-from reslab.data.folder import open_image_header
+from reslab.data.folder import open_image_header, pil_to_uint8
 from reslab.errors import ReslabError, check_positive, choices_hint
 from reslab.models import create_model, model_info, state_shapes
 from reslab.runtime import select_device
@@ -336,27 +335,6 @@ def uint8_batches(images: Images, *, channels: int) -> Iterator[Tensor]:
         else:
             raise ReslabError(f"cannot read an image from a {type(image).__name__}: give a "
                               "file path, a PIL image or a uint8 tensor")
-
-
-def pil_to_uint8(image: Image.Image, *, channels: int) -> Tensor:
-    """A PIL image as uint8 [C, H, W], converted to grey (``channels=1``) or RGB.
-
-    16-bit grey images (modes ``I;16*`` and ``I``, e.g. 16-bit PNG, TIFF and PGM files) keep
-    their high byte, as Pillow keeps it of 16-bit RGB and :func:`reslab.data.folder.decode_file`
-    of any 16-bit image (Pillow's own conversion clips them to 255).
-
-    Args:
-        image: Any PIL image.
-        channels: 1 (grey) or anything else (RGB).
-
-    Returns:
-        uint8 [C, H, W].
-    """
-    if image.mode == "I" or image.mode.startswith("I;16"):
-        high = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8  # [H, W]
-        image = Image.fromarray(high.astype(np.uint8))
-    image = image.convert("L" if channels == 1 else "RGB")
-    return TF.pil_to_tensor(image)
 
 
 def decode_image(path: Path, *, channels: int) -> Tensor:
