@@ -138,9 +138,12 @@ def write_image(path: Path, image: torch.Tensor, *, quality: int = 95) -> None:
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(path, format=fmt, quality=quality)
 
 
-def make_tar(path: Path, members: dict[str, bytes], *, links: dict[str, str] | None = None) -> Path:
-    """A .tar.gz with the given regular files (and symbolic links), names taken as given."""
-    with tarfile.open(path, "w:gz") as tar:
+def tar_bytes(members: dict[str, bytes], *, links: dict[str, str] | None = None,
+              compression: str = "gz") -> bytes:
+    """A tar archive (``compression`` "gz" or "" for none) of the given regular files (and
+    symbolic links), names taken as given, in the order given."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compression}") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -149,4 +152,83 @@ def make_tar(path: Path, members: dict[str, bytes], *, links: dict[str, str] | N
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
             tar.addfile(info)
+    return buffer.getvalue()
+
+
+def make_tar(path: Path, members: dict[str, bytes], *, links: dict[str, str] | None = None,
+             compression: str = "gz") -> Path:
+    """:func:`tar_bytes` written to ``path``."""
+    path.write_bytes(tar_bytes(members, links=links, compression=compression))
     return path
+
+
+def jpeg_bytes(image: torch.Tensor) -> bytes:
+    """uint8 [3, H, W] as JPEG bytes (quality 95)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def devkit_meta_mat(synsets: list[tuple[int, str, list[int]]]) -> bytes:
+    """ILSVRC-2012's ``meta.mat``: a ``synsets`` struct array (N x 1) with the devkit's eight
+    fields, one per (ILSVRC2012_ID, WNID, children IDs), compressed as MATLAB's default -v7
+    save writes it. Written by SciPy, an implementation independent of reslab's reader."""
+    import numpy as np
+    import scipy.io
+
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children",
+              "wordnet_height", "num_train_images"]  # fmt: skip
+    table = np.empty((len(synsets), 1), dtype=[(field, "O") for field in fields])
+    for row, (number, wnid, children) in enumerate(synsets):
+        table[row, 0] = (
+            np.array([[float(number)]]), np.array([wnid]), np.array([f"words of {wnid}"]),
+            np.array(["a gloss, with unicode: \u00e9"]), np.array([[float(len(children))]]),
+            np.array([[float(c) for c in children]]).reshape(1, len(children)),
+            np.array([[float(bool(children))]]), np.array([[0.0 if children else 1300.0]]),
+        )
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"synsets": table}, do_compression=True)
+    return buffer.getvalue()
+
+
+def write_imagenet_archives(folder: Path, train: dict[str, list[torch.Tensor]],
+                            val: list[tuple[str, torch.Tensor]]) -> dict[str, bytes]:
+    """The three official ILSVRC-2012 archives, laid out as released.
+
+    ``ILSVRC2012_img_train.tar`` holds one uncompressed ``<wnid>.tar`` per class of
+    ``<wnid>_<n>.JPEG``; ``ILSVRC2012_img_val.tar`` the flat ``ILSVRC2012_val_<8 digits>.JPEG``;
+    ``ILSVRC2012_devkit_t12.tar.gz`` ``data/meta.mat`` (the train wnids get ILSVRC2012_IDs in
+    reverse sorted order, not the sorted order labels use, plus one parent synset) and
+    ``data/ILSVRC2012_validation_ground_truth.txt``.
+
+    Args:
+        folder: Where the archives go (created).
+        train: wnid to its training images (uint8 [3, H, W]).
+        val: (wnid, image) per validation image, in file-number order.
+
+    Returns:
+        Each unpacked image's path relative to the ImageNet folder
+        (``train/<wnid>/...``, ``val/<wnid>/...``) to its JPEG bytes.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    expected, inner = {}, {}
+    for wnid, images in train.items():
+        members = {f"{wnid}_{i}.JPEG": jpeg_bytes(image) for i, image in enumerate(images)}
+        expected.update({f"train/{wnid}/{name}": data for name, data in members.items()})
+        inner[f"{wnid}.tar"] = tar_bytes(members, compression="")
+    make_tar(folder / "ILSVRC2012_img_train.tar", inner, compression="")
+    ids = {wnid: number for number, wnid in enumerate(sorted(train, reverse=True), start=1)}
+    flat = {}
+    for number, (wnid, image) in enumerate(val, start=1):
+        flat[f"ILSVRC2012_val_{number:08d}.JPEG"] = jpeg_bytes(image)
+        expected[f"val/{wnid}/ILSVRC2012_val_{number:08d}.JPEG"] = flat[
+            f"ILSVRC2012_val_{number:08d}.JPEG"]
+    make_tar(folder / "ILSVRC2012_img_val.tar", flat, compression="")
+    synsets = [(number, wnid, []) for wnid, number in ids.items()]
+    synsets.append((len(ids) + 1, "n00001740", sorted(ids.values())))  # 'entity', a parent
+    truth = "".join(f"{ids[wnid]}\n" for wnid, _ in val)
+    make_tar(folder / "ILSVRC2012_devkit_t12.tar.gz", {
+        "ILSVRC2012_devkit_t12/data/meta.mat": devkit_meta_mat(synsets),
+        "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt": truth.encode(),
+    })  # fmt: skip
+    return expected

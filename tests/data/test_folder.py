@@ -241,7 +241,7 @@ HEADER = "ImageId,PredictionString\n"
 
 
 @pytest.mark.parametrize(("csv", "message"), [
-    (None, r"LOC_val_solution.csv \(its ground truth\) is missing"),
+    (None, r"ground truth is missing: put LOC_val_solution.csv or ILSVRC2012_devkit_t12"),
     ("id,label\n", r"LOC_val_solution.csv: first line must be"),
     (HEADER + "ILSVRC2012_val_00000001,\n", r"LOC_val_solution.csv:2: no wnid"),
     (HEADER, r"ILSVRC2012_val_00000001.JPEG: no ground truth"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from reslab.data import DATASETS, download, imagenet, verify
+from reslab.data import DATASETS, download, imagenet, imagenet_archives, verify
 from reslab.data.grid import preview, render_grid, save_png
 from reslab.data.datasets import locate
 from reslab.data.registry import DATA_DIR_HELP, DatasetInfo, data_root
@@ -49,12 +49,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         actions, "get", run_get,
         summary="download a data set (MD5 checked) unless it is already there",
         description="Download CIFAR-10/100 or (Fashion-)MNIST with the official checksums. "
-        "ImageNet and folder trees are placed by hand: ImageNet as "
-        "DIR/imagenet/train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (or a flat val/ with "
-        "DIR/imagenet/LOC_val_solution.csv).",
+        "ImageNet needs an account to download: fetch its official archives yourself and "
+        "`reslab data get imagenet --archives FOLDER` checks their MD5s and unpacks them into "
+        "DIR/imagenet/train/<wnid>/ and val/<wnid>/ (sorted by the devkit's ground truth; "
+        "an interrupted run goes on from the last whole class). Or place the folders by hand: "
+        "a flat val/ is labelled by DIR/imagenet/LOC_val_solution.csv or the devkit archive "
+        "there. Folder trees are placed by hand.",
     )  # fmt: skip
     get.add_argument("--mirror", action="append", metavar="URL",
                      help="base URL to download from instead of the official ones (repeatable)")
+    get.add_argument("--archives", metavar="FOLDER",
+                     help="imagenet: the folder holding ILSVRC2012_img_train.tar and/or "
+                     "ILSVRC2012_img_val.tar with ILSVRC2012_devkit_t12.tar.gz")
+    get.add_argument("--skip-md5", action="store_true",
+                     help="with --archives: unpack without comparing the archives' MD5s with "
+                     "the official ones (the check reads every archive once: 145 GB for both)")
     _add_action(
         actions, "verify", run_verify,
         summary="read every file; counts, checksums and per-class counts",
@@ -127,11 +136,32 @@ def run_get(args: argparse.Namespace) -> int:
     """Run ``reslab data get``.
 
     Args:
-        args: The parsed command line (``name``, ``data_dir``, ``mirror``).
+        args: The parsed command line (``name``, ``data_dir``, ``mirror``, ``archives``,
+            ``skip_md5``).
 
     Returns:
         The exit status, 0.
+
+    Raises:
+        ReslabError: ``--archives`` for another data set than ImageNet, ``--mirror`` for
+            ImageNet, or ``--skip-md5`` without ``--archives``.
     """
+    if args.archives is not None or args.name == "imagenet":
+        if args.name != "imagenet":
+            raise ReslabError(f"--archives is for imagenet; {args.name} is downloaded")
+        if args.mirror:
+            raise ReslabError("imagenet has no mirrors: download its archives yourself and "
+                              "name their folder with --archives")  # fmt: skip
+        if args.archives is None:
+            raise ReslabError("imagenet needs an account to download: fetch the official "
+                              "archives and name their folder with --archives")  # fmt: skip
+        folder, done = imagenet_archives.prepare(args.archives, args.data_dir,
+                                                 check_md5=not args.skip_md5)  # fmt: skip
+        print("\n".join(done))
+        print(f"{args.name}: {folder}")
+        return 0
+    if args.skip_md5:
+        raise ReslabError("--skip-md5 is for --archives (imagenet)")
     folder = download(args.name, args.data_dir, mirrors=tuple(args.mirror or ()) or None)
     print(f"{args.name}: {folder}")
     return 0

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from tqdm import tqdm
+
 from reslab.data.base import progress
 from reslab.errors import ReslabError
 from reslab.io import atomic_write
@@ -69,24 +71,31 @@ def check_mirrors(mirrors: tuple[str, ...] | None) -> None:
             raise ReslabError(f"mirror {base!r} is not a valid URL: it names no host")
 
 
-def md5_file(path: str | os.PathLike) -> str:
+def md5_file(path: str | os.PathLike, *, show_progress: bool = False) -> str:
     """The MD5 (hex) of a file's bytes.
 
     Args:
         path: The file, read in chunks.
+        show_progress: A progress bar in bytes (on a terminal), for large archives.
 
     Returns:
         The lowercase hex digest.
     """
     with open(path, "rb") as handle:
-        return md5_stream(handle)
+        if not show_progress:
+            return md5_stream(handle)
+        size = os.fstat(handle.fileno()).st_size
+        with progress(total=size, desc=f"MD5 {Path(path).name}", unit="B",
+                      unit_scale=True) as bar:  # fmt: skip
+            return md5_stream(handle, bar=bar)
 
 
-def md5_stream(handle: BinaryIO) -> str:
+def md5_stream(handle: BinaryIO, *, bar: tqdm | None = None) -> str:
     """The MD5 (hex) of the bytes left in an open binary file, read in chunks.
 
     Args:
         handle: The file object.
+        bar: A progress bar to advance by the bytes read.
 
     Returns:
         The lowercase hex digest.
@@ -94,6 +103,8 @@ def md5_stream(handle: BinaryIO) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     while chunk := handle.read(CHUNK):
         digest.update(chunk)
+        if bar is not None:
+            bar.update(len(chunk))
     return digest.hexdigest()
 
 

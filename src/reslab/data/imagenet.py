@@ -4,24 +4,30 @@ Supported layout, under ``<data dir>/imagenet/`` or the data dir itself::
 
     train/<wnid>/*.JPEG              1000 WordNet-id folders (n + 8 digits)
     val/<wnid>/*.JPEG                validation sorted into the same folders, or
-    val/ILSVRC2012_val_00000001.JPEG the flat validation folder, labelled by
-    LOC_val_solution.csv             the ground truth next to train/ and val/
+    val/ILSVRC2012_val_00000001.JPEG the flat validation folder, labelled by the first of
+    LOC_val_solution.csv             the ground truth as Kaggle's ILSVRC release ships it, or
+    ILSVRC2012_devkit_t12.tar.gz     the official devkit (archive, or the folder it unpacks to)
 
-``LOC_val_solution.csv`` is the ground truth as the Kaggle ILSVRC distribution ships it (header
-``ImageId,PredictionString``; the label is the first wnid of the prediction string). The
-devkit's ``ILSVRC2012_validation_ground_truth.txt`` is not read: its IDs 1..1000 need the
-devkit's ``meta.mat`` (a MATLAB file) to become wnids; sort the flat folder into ``val/<wnid>/``
-with any of the usual scripts, or use the CSV. Labels are the index of the wnid in the sorted
-training folders (the torchvision ImageFolder order), so train and val always agree; the class
-names are the wnids. Non-image files are skipped and counted as in :mod:`reslab.data.folder`.
+``LOC_val_solution.csv`` has the header ``ImageId,PredictionString``; the label is the first
+wnid of the prediction string. The devkit's ``data/ILSVRC2012_validation_ground_truth.txt``
+gives each validation image (in file-number order) an ILSVRC2012_ID from 1 to 1000, which
+``data/meta.mat`` (a MATLAB file, read by :mod:`reslab.data.matfile`) maps to a wnid: the
+``synsets`` entry with that ID and no children. ``reslab data get imagenet --archives DIR``
+(:mod:`reslab.data.imagenet_archives`) builds the sorted layout from the official archives.
+Labels are the index of the wnid in the sorted training folders (the torchvision ImageFolder
+order), so train and val always agree; the class names are the wnids. Non-image files are
+skipped and counted as in :mod:`reslab.data.folder`.
 """
 
 from __future__ import annotations
 
 import re
+import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from reslab.data import matfile
 from reslab.data.folder import ImageList, class_folders, scan_tree, split_images
 from reslab.data.registry import DatasetInfo, dataset_dirs
 from reslab.errors import ReslabError
@@ -29,6 +35,11 @@ from reslab.errors import ReslabError
 WNID = re.compile(r"n\d{8}")
 VAL_SOLUTION = "LOC_val_solution.csv"
 _CSV_HEADER = "ImageId,PredictionString"
+DEVKIT = "ILSVRC2012_devkit_t12"  # the folder the devkit archive unpacks to
+DEVKIT_ARCHIVE = f"{DEVKIT}.tar.gz"
+_DEVKIT_META = "data/meta.mat"
+_DEVKIT_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
+NUM_CLASSES = 1000  # ILSVRC2012_IDs 1..1000 are the classification classes
 
 
 def find(info: DatasetInfo, root: Path) -> Path | None:
@@ -84,11 +95,102 @@ def read_val_solution(path: Path) -> dict[str, str]:
     return labels
 
 
+def _devkit_files(devkit: Path) -> tuple[bytes, bytes]:
+    """``meta.mat`` and the validation ground truth from the devkit archive or folder."""
+    if devkit.is_dir():
+        try:
+            return (devkit / _DEVKIT_META).read_bytes(), (devkit / _DEVKIT_TRUTH).read_bytes()
+        except OSError as exc:
+            raise ReslabError(f"{devkit}: not an ILSVRC-2012 devkit ({exc})") from None
+    members = {f"{DEVKIT}/{_DEVKIT_META}": b"", f"{DEVKIT}/{_DEVKIT_TRUTH}": b""}
+    try:
+        with tarfile.open(devkit, "r:*") as tar:
+            for name in members:
+                try:
+                    member = tar.getmember(name)
+                except KeyError:
+                    raise ReslabError(f"{devkit}: no {name} (not an ILSVRC-2012 devkit)") from None
+                handle = tar.extractfile(member)
+                if handle is None:
+                    raise ReslabError(f"{devkit}: {name} is not a file")
+                members[name] = handle.read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise ReslabError(f"{devkit}: cannot read the archive ({exc})") from None
+    return tuple(members.values())
+
+
+def _class_wnids(synsets: object, source: str) -> dict[int, str]:
+    """ILSVRC2012_ID -> wnid of the classification classes in meta.mat's ``synsets``."""
+    if not isinstance(synsets, list) or not all(isinstance(s, dict) for s in synsets):
+        raise ReslabError(f"{source}: no 'synsets' struct array")
+    wnids = {}
+    for synset in synsets:
+        try:
+            number, wnid, children = synset["ILSVRC2012_ID"], synset["WNID"], synset["num_children"]
+        except KeyError as exc:
+            raise ReslabError(f"{source}: synsets have no field {exc}") from None
+        if children == 0 and isinstance(number, float) and 1 <= number <= NUM_CLASSES:
+            if not isinstance(wnid, str) or not WNID.fullmatch(wnid):
+                raise ReslabError(f"{source}: synset {number:g} has WNID {wnid!r}")
+            wnids[int(number)] = wnid
+    if not wnids:
+        raise ReslabError(f"{source}: no classification synsets (IDs 1-{NUM_CLASSES}, no children)")
+    return wnids
+
+
+def read_devkit(devkit: str | Path) -> dict[str, str]:
+    """Read the devkit's validation ground truth: image id (file name without extension) -> wnid.
+
+    Args:
+        devkit: ``ILSVRC2012_devkit_t12.tar.gz`` or the ``ILSVRC2012_devkit_t12`` folder it
+            unpacks to.
+
+    Returns:
+        ``ILSVRC2012_val_00000001`` ... to the wnid of its ground-truth class.
+
+    Raises:
+        ReslabError: A missing member, a damaged ``meta.mat``, or a ground-truth line that is
+            not the ID of a class (named by line number).
+    """
+    devkit = Path(devkit)
+    meta, truth = _devkit_files(devkit)
+    source = f"{devkit}: {_DEVKIT_META}"
+    wnid_of = _class_wnids(matfile.parse(meta, source).get("synsets"), source)
+    labels = {}
+    for number, line in enumerate(truth.decode("latin-1").splitlines(), start=1):
+        token = line.strip()
+        if not token.isdigit() or int(token) not in wnid_of:
+            raise ReslabError(f"{devkit}: {_DEVKIT_TRUTH}:{number}: {token!r} is not the "
+                              f"ILSVRC2012_ID of a class (1-{NUM_CLASSES})")  # fmt: skip
+        labels[f"ILSVRC2012_val_{number:08d}"] = wnid_of[int(token)]
+    if not labels:
+        raise ReslabError(f"{devkit}: {_DEVKIT_TRUTH} is empty")
+    return labels
+
+
+def val_ground_truth(base: Path) -> tuple[dict[str, str], Path]:
+    """The ground truth for a flat ``val/`` folder: Kaggle's CSV, else the devkit.
+
+    Args:
+        base: The folder holding ``val/``.
+
+    Returns:
+        Image id to wnid, and the file it was read from.
+
+    Raises:
+        ReslabError: Neither is there, or the one found cannot be read.
+    """
+    for candidate, read in ((base / VAL_SOLUTION, read_val_solution),
+                            (base / DEVKIT_ARCHIVE, read_devkit), (base / DEVKIT, read_devkit)):
+        if candidate.exists():
+            return read(candidate), candidate
+    raise ReslabError(f"{base / 'val'} is a flat folder but its ground truth is missing: put "
+                      f"{VAL_SOLUTION} or {DEVKIT_ARCHIVE} in {base}")  # fmt: skip
+
+
 def _scan_flat_val(base: Path, classes: Sequence[str] | None) -> ImageList:
-    val_dir, csv = base / "val", base / VAL_SOLUTION
-    if not csv.is_file():
-        raise ReslabError(f"{val_dir} is a flat folder but {csv} (its ground truth) is missing")
-    truth = read_val_solution(csv)
+    val_dir = base / "val"
+    truth, source = val_ground_truth(base)
     classes = tuple(classes if classes is not None else sorted(set(truth.values())))
     label_of = {wnid: label for label, wnid in enumerate(classes)}
     images, skipped = split_images(sorted(p for p in val_dir.iterdir() if p.is_file()))
@@ -96,9 +198,9 @@ def _scan_flat_val(base: Path, classes: Sequence[str] | None) -> ImageList:
     for path in images:
         wnid = truth.get(path.stem)
         if wnid is None:
-            raise ReslabError(f"{path}: no ground truth in {csv}")
+            raise ReslabError(f"{path}: no ground truth in {source}")
         if wnid not in label_of:
-            raise ReslabError(f"{csv}: {path.stem} is labelled {wnid}, not a training class")
+            raise ReslabError(f"{source}: {path.stem} is labelled {wnid}, not a training class")
         samples.append((str(path), label_of[wnid]))
     if not samples:
         raise ReslabError(f"{val_dir}: no images")
