@@ -38,6 +38,38 @@ def test_predictions_are_softmax_of_the_normalised_images(checkpoint):
     assert sum(p for _, p in top[0]) == pytest.approx(1, abs=1e-5)
 
 
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 64])
+def test_images_are_predicted_a_batch_at_a_time(checkpoint, batch_size, monkeypatch):
+    """Tensors of several images and single ones, split and joined into batches of exactly
+    ``batch_size`` (the last one smaller), each decoded only when its batch is due: the result
+    equals one forward pass over everything, and memory does not grow with the image count."""
+    predictor = reslab.load(checkpoint)
+    images = torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8)
+    given = [images[0:3], images[3], images[4:5], images[5:9]]  # [3], [], [1], [4] images
+    expected = predictor.model(predictor.preprocess(images)).softmax(1)
+    sizes, decoded = [], []
+    forward = predictor.model.forward
+
+    def counting_forward(x):
+        sizes.append(len(x))
+        decoded.append(len(x))
+        return forward(x)
+
+    def counting(parts):
+        for part in parts:
+            decoded.append(-len(part) if part.dim() == 4 else -1)  # taken from the input
+            yield part
+
+    monkeypatch.setattr(predictor.model, "forward", counting_forward)
+    torch.testing.assert_close(predictor(counting(given), batch_size=batch_size), expected)
+    assert sizes == [batch_size] * (9 // batch_size) + ([9 % batch_size] if 9 % batch_size else [])
+    held, most = 0, 0  # images taken from the input and not yet through the model
+    for event in decoded:
+        held -= event
+        most = max(most, held)
+    assert most < batch_size + 4  # at most one batch and the largest given tensor
+
+
 def test_pil_images_and_files_of_any_size_and_mode(checkpoint, tmp_path):
     predictor = reslab.load(checkpoint)
     rgb = Image.fromarray(torch.randint(0, 256, (40, 56, 3), dtype=torch.uint8).numpy())

@@ -38,11 +38,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, metavar="B",
                         help="images per forward pass (default 64)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar over the images (default: when on a terminal)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``reslab predict``: every image is decoded before anything is printed."""
+    """Run ``reslab predict``: every image is decoded before anything is printed (a batch at a
+    time, so a folder of any size fits in memory)."""
+    import sys
+
+    from tqdm import tqdm
+
     from reslab.eval.predictor import list_images, load
     from reslab.eval.report import dumps
 
@@ -51,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             raise ReslabError(f"{flag} must be positive, got {value}")
     predictor = load(args.checkpoint, device=args.device, model=args.model)
     paths = list_images(args.images)
-    predictions = predictor.topk(paths, args.topk, batch_size=args.batch_size)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    with tqdm(paths, desc="predict", unit="image", disable=not show) as images:
+        predictions = predictor.topk(images, args.topk, batch_size=args.batch_size)
     if args.json:
         print(dumps([
             {"image": str(path), "top": [{"class": name, "probability": p} for name, p in top]}

@@ -259,11 +259,31 @@ class Predictor:
         Raises:
             ReslabError: An image that cannot be decoded, or a tensor that is not uint8 images.
         """
-        parts = [self.preprocessing(TF.to_dtype(batch.to(self.device), torch.float32, scale=True))
-                 for batch in uint8_batches(images, channels=self.in_channels)]
+        parts = list(self._preprocessed(images))
         if not parts:
             raise ReslabError("no images given")
         return torch.cat(parts)
+
+    def _preprocessed(self, images: Images) -> Iterator[Tensor]:
+        """:meth:`preprocess`, one decoded file or given tensor at a time."""
+        for batch in uint8_batches(images, channels=self.in_channels):
+            yield self.preprocessing(TF.to_dtype(batch.to(self.device), torch.float32, scale=True))
+
+    def _batches(self, images: Images, batch_size: int) -> Iterator[Tensor]:
+        """The preprocessed images in batches of ``batch_size`` (the last one smaller), so that
+        no more than about one batch is held at a time, however many images there are."""
+        pending: list[Tensor] = []
+        held = 0
+        for part in self._preprocessed(images):  # part: float [n, C, H, W]
+            pending.append(part)
+            held += len(part)
+            if held >= batch_size:
+                batches = list(torch.cat(pending).split(batch_size))
+                pending = [batches.pop()] if len(batches[-1]) < batch_size else []
+                held = len(pending[0]) if pending else 0
+                yield from batches
+        if pending:
+            yield torch.cat(pending)
 
     @torch.no_grad()
     def __call__(self, images: Images, *, batch_size: int = 256) -> Tensor:
@@ -274,16 +294,19 @@ class Predictor:
             batch_size: Images per forward pass.
 
         Returns:
-            float32 [N, num_classes] on the CPU, rows summing to 1.
+            float32 [N, num_classes] on the CPU, rows summing to 1. Images are decoded and
+            preprocessed a batch at a time, so memory does not grow with N beyond the result.
 
         Raises:
             ReslabError: As :meth:`preprocess`, or a ``batch_size`` that is not a positive
                 integer.
         """
         check_positive(batch_size=batch_size)
-        x = self.preprocess(images)  # [N, C, H, W]
-        return torch.cat([F.softmax(self.model(chunk).float(), 1).cpu()
-                          for chunk in x.split(batch_size)])
+        rows = [F.softmax(self.model(x).float(), 1).cpu()  # x: [batch_size, C, H, W]
+                for x in self._batches(images, batch_size)]
+        if not rows:
+            raise ReslabError("no images given")
+        return torch.cat(rows)
 
     def topk(self, images: Images, k: int = 5, *, batch_size: int = 256
              ) -> list[list[tuple[str, float]]]:
