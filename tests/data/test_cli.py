@@ -83,8 +83,9 @@ def test_verify_reports_a_file_named_as_an_image_that_is_not_one_as_corrupt(tmp_
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        f"reslab: error: {tmp_path}/train/b/bad.png: corrupt or unreadable image (not a JPEG, PNG "
-        f"or WebP file, despite its name); {tmp_path}/train has 2 such file(s)\n")
+        f"reslab: error: {tmp_path}/train/b/bad.png: corrupt or unreadable image (not a JPEG, "
+        f"PNG, WebP, BMP, TIFF or PPM/PGM file, despite its name); {tmp_path}/train has 2 such "
+        "file(s)\n")
     (tmp_path / "train" / "b" / "bad.png").unlink()
     (tmp_path / "train" / "b" / "cut.jpg").unlink()
     assert main(["data", "verify", "folder", "--data-dir", str(tmp_path)]) == 0

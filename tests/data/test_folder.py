@@ -57,6 +57,38 @@ def test_folder_tree_reads_back_exact_pixels_and_labels(tree):
     assert torch.equal(val[1][0], images[0])
 
 
+@pytest.mark.parametrize(("suffix", "fmt", "mode"), [
+    (".bmp", "BMP", "RGB"), (".tif", "TIFF", "RGB"), (".tiff", "TIFF", "I;16"),
+    (".ppm", "PPM", "RGB"), (".pgm", "PPM", "L"), (".pnm", "PPM", "RGB"),
+])  # fmt: skip
+def test_every_format_of_torchvisions_image_folder_is_read(tmp_path, suffix, fmt, mode):
+    """BMP, TIFF (16-bit grey too: its high byte, as predict reads it) and PPM/PGM trees, which
+    torchvision's ImageFolder reads, decode to Pillow's pixels; a file cut short names itself."""
+    pixels = random_images(2, (3, 9, 11), seed=5)
+    folder = tmp_path / "train" / "c"
+    folder.mkdir(parents=True)
+    expected = []
+    for i, image in enumerate(pixels):
+        picture = Image.fromarray(image.permute(1, 2, 0).numpy())
+        if mode == "I;16":  # value * 257 + i: the high byte is the 8-bit value
+            picture = Image.fromarray(image[0].numpy().astype("<u2") * 257 + i)  # mode I;16
+            expected.append(image[:1].expand(3, -1, -1))
+        elif mode == "L":
+            picture = picture.convert("L")
+            expected.append(torch.from_numpy(np.array(picture))[None].expand(3, -1, -1))
+        else:
+            expected.append(image)
+        picture.save(folder / f"{i}{suffix}", format=fmt)
+    train = get_dataset("folder", tmp_path, "train")
+    assert len(train.samples) == 2 and not train.skipped
+    for i in range(2):
+        assert torch.equal(train[i][0], expected[i])
+    path = folder / f"0{suffix}"
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ReslabError, match=rf"0\{suffix}: cannot decode image"):
+        verify("folder", tmp_path)
+
+
 def test_linked_folders_are_followed_but_a_link_loop_is_not(tree, tmp_path_factory):
     root, images, _ = tree
     extra = tmp_path_factory.mktemp("extra")

@@ -2,9 +2,9 @@
 
 Non-image and unreadable files are **skipped and counted at scan time** (and
 :func:`reslab.data.get_dataset` warns once per split, :func:`warn_skipped`): a file counts as an
-image when its extension is one of :data:`IMAGE_EXTENSIONS` and its first bytes are a JPEG,
-PNG or WebP signature (so ``README.txt``, ``.DS_Store``, empty or unreadable files never reach
-the training loop). An image whose body is damaged past its
+image when its extension is one of :data:`IMAGE_EXTENSIONS` (those of torchvision's
+ImageFolder) and its first bytes are the signature of one of :data:`FORMATS` (so ``README.txt``,
+``.DS_Store``, empty or unreadable files never reach the training loop). An image whose body is damaged past its
 header raises :class:`ReslabError` naming the file when it is decoded; ``reslab data verify``
 decodes every image to find such files before training, and fails on a skipped file named as an
 image (:func:`damaged_images`). A class folder with no images is an error (its label would
@@ -33,9 +33,17 @@ from reslab.errors import ReslabError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
+                              ".ppm", ".pgm", ".pnm"})  # fmt: skip
+FORMATS = "JPEG, PNG, WebP, BMP, TIFF or PPM/PGM"
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SIGNATURES = (b"\xff\xd8\xff", _PNG_SIGNATURE)
+_SIGNATURES = (_JPEG_SIGNATURE, _PNG_SIGNATURE, b"BM", b"II*\0", b"MM\0*",  # BMP, TIFF
+               b"P2", b"P3", b"P5", b"P6")  # fmt: skip - grey and colour PNM, text or binary
+
+
+def _is_webp(head: bytes) -> bool:
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class ImageList:
 
 
 def is_image(path: Path) -> bool:
-    """True when ``path`` has an image extension and starts like a JPEG, PNG or WebP file.
+    """True when ``path`` has an image extension and starts like a file of :data:`FORMATS`.
 
     Args:
         path: The file (its first 12 bytes are read).
@@ -72,7 +80,7 @@ def is_image(path: Path) -> bool:
             head = handle.read(12)
     except OSError:
         return False
-    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    return head.startswith(_SIGNATURES) or _is_webp(head)
 
 
 def split_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
@@ -91,8 +99,8 @@ def split_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def damaged_images(skipped: Sequence[Path]) -> list[Path]:
-    """The skipped files named as images (an image extension, but not a readable JPEG, PNG or
-    WebP file): corrupt or unreadable images rather than files of another kind.
+    """The skipped files named as images (an image extension, but not a readable file of
+    :data:`FORMATS`): corrupt or unreadable images rather than files of another kind.
 
     Args:
         skipped: Files that :func:`split_images` left out.
@@ -146,8 +154,8 @@ def warn_skipped(images: ImageList) -> None:
     """
     if images.skipped:
         log.warning(
-            "%s: skipped %d file(s) that are not readable JPEG/PNG/WebP images (first: %s)",
-            images.folder, len(images.skipped), images.skipped[0],
+            "%s: skipped %d file(s) that are not readable %s images (first: %s)",
+            images.folder, len(images.skipped), FORMATS, images.skipped[0],
         )  # fmt: skip
 
 
@@ -185,13 +193,14 @@ def scan_tree(folder: Path, *, classes: Sequence[str] | None = None) -> ImageLis
 
 def decode_file(path: str | os.PathLike) -> torch.Tensor:
     """Decode an image file to uint8 RGB [3, H, W]: JPEG and WebP with
-    ``torchvision.io.decode_image``, PNG with Pillow (:func:`_decode_png`); a 16-bit PNG keeps
-    its high byte, as Pillow (and so ``reslab predict``) reads it. An image of more
+    ``torchvision.io.decode_image``, the others (PNG, BMP, TIFF, PNM) with Pillow
+    (:func:`_decode_with_pillow`); a 16-bit image keeps its high byte, as Pillow (and so
+    ``reslab predict``) reads it. An image of more
     pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (its decompression-bomb limit, which
     ``reslab predict`` obeys too) is refused from its header, before it is decoded.
 
     Args:
-        path: The image file (JPEG, PNG or WebP).
+        path: The image file (one of :data:`FORMATS`).
 
     Returns:
         uint8 [3, H, W], RGB.
@@ -201,8 +210,8 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
     """
     try:
         data = bytearray(Path(path).read_bytes())
-        if data.startswith(_PNG_SIGNATURE):
-            return _decode_png(path, data)
+        if not (data.startswith(_JPEG_SIGNATURE) or _is_webp(data[:12])):
+            return _decode_with_pillow(path, data)
         _check_pixels(path, data)
         image = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
         return image if image.dtype == torch.uint8 else (image.to(torch.int32) >> 8).byte()
@@ -214,13 +223,14 @@ def decode_file(path: str | os.PathLike) -> torch.Tensor:
         ) from exc
 
 
-def _decode_png(path: str | os.PathLike, data: bytearray) -> torch.Tensor:
-    """A PNG file's bytes as uint8 RGB [3, H, W], decoded by Pillow: torchvision's libpng
-    decoder (0.29) kills the process with a segmentation fault on a PNG whose compressed pixel
-    data is damaged ("IDAT: incorrect data check", "Not enough image data"), where Pillow
-    raises an ``OSError``. The chunks are checked first (``verify``: their CRCs, a file cut
-    short), as libpng does: Pillow alone decodes a file cut after its pixel data. 16-bit
-    images keep their high byte (:func:`pil_to_uint8`), so the pixels are torchvision's."""
+def _decode_with_pillow(path: str | os.PathLike, data: bytearray) -> torch.Tensor:
+    """An image file's bytes as uint8 RGB [3, H, W], decoded by Pillow: BMP, TIFF and PNM,
+    which torchvision does not decode, and PNG: torchvision's libpng decoder (0.29) kills the
+    process with a segmentation fault on a PNG whose compressed pixel data is damaged ("IDAT:
+    incorrect data check", "Not enough image data"), where Pillow raises an ``OSError``. A
+    PNG's chunks are checked first (``verify``: their CRCs, a file cut short), as libpng does:
+    Pillow alone decodes a file cut after its pixel data. 16-bit images keep their high byte
+    (:func:`pil_to_uint8`), so a PNG's pixels are torchvision's."""
     with open_image_header(io.BytesIO(data), path) as image:
         image.verify()  # leaves the image unusable: it is opened again to decode
     with open_image_header(io.BytesIO(data), path) as image:

@@ -23,7 +23,7 @@ from reslab.data import cifar, idx, imagenet
 from reslab.data.base import progress
 from reslab.data.datasets import ARRAY_FORMATS, OFFICIAL_SPLITS, find_files, scan_images
 from reslab.data.download import md5_file, md5_stream
-from reslab.data.folder import damaged_images, decode_file
+from reslab.data.folder import FORMATS, damaged_images, decode_file
 from reslab.data.registry import DatasetInfo, data_root, dataset_info
 from reslab.errors import ReslabError
 
@@ -134,8 +134,8 @@ def _verify_images(info: DatasetInfo, root: Path) -> list[str]:
     for split in splits:
         images = scan_images(info, root, split)  # skipped files are reported below, not warned
         if damaged := damaged_images(images.skipped):
-            raise ReslabError(f"{damaged[0]}: corrupt or unreadable image (not a JPEG, PNG or "
-                              f"WebP file, despite its name); {base / split} has "
+            raise ReslabError(f"{damaged[0]}: corrupt or unreadable image (not a {FORMATS} "
+                              f"file, despite its name); {base / split} has "
                               f"{len(damaged)} such file(s)")
         paths = [path for path, _ in images.samples]
         with ThreadPoolExecutor(os.cpu_count()) as pool:
