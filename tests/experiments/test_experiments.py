@@ -294,8 +294,7 @@ def test_layer_responses_report(degradation_dir, tiny_data, tmp_path):
 
 def test_depth_table_report(tiny_data, tmp_path):
     out = tmp_path / "depth"
-    depth_table.run_depth_table(tiny_setup(out, tiny_data, monitor=0, eval_every=4),
-                                depths=[8], seeds=2)
+    depth_table.run_depth_table(tiny_setup(out, tiny_data, eval_every=4), depths=[8], seeds=2)
     table = rows(out / "depth_table.csv")
     assert [r["run_dir"] for r in table] == ["resnet8-seed0", "resnet8-seed1"]
     errors = [float(r["test_error"]) for r in table]
@@ -311,6 +310,19 @@ def test_depth_table_report(tiny_data, tmp_path):
     assert (summary["net"], summary["runs"], summary["params"]) == ("ResNet-8", "2",
                                                                     table[0]["params"])
     assert "[depth_table_summary.csv](depth_table_summary.csv)" in report
+    assert_monitor_lines(report, [(f"ResNet-8 ({r['run_dir']})", out / "runs" / r["run_dir"])
+                                  for r in table])
+
+
+def assert_monitor_lines(report: str, runs) -> None:
+    """The report's training-monitor section has one line per run, in order, on the last
+    monitor row of the run's monitor.csv."""
+    section = report.split("## Training monitors", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("- ")]
+    assert len(lines) == len(runs)
+    for line, (name, run_dir) in zip(lines, runs):
+        last_row = max(int(row["iteration"]) for row in rows(run_dir / "monitor.csv"))
+        assert line.startswith(f"- {name} at iteration {last_row} (lr ")
 
 
 def test_depth_table_takes_more_seeds_from_another_first_seed(tiny_data, tmp_path):
@@ -370,7 +382,7 @@ def test_depth_table_claims():
 
 def test_shortcuts_report(tiny_data, tmp_path):
     out = tmp_path / "shortcuts"
-    shortcuts.run_shortcuts(tiny_setup(out, tiny_data, monitor=0, iters=2), depth=8)
+    shortcuts.run_shortcuts(tiny_setup(out, tiny_data, iters=2), depth=8)
     table = {r["net"]: r for r in rows(out / "shortcuts.csv")}
     assert list(table) == ["plain-8", "ResNet-8 A", "ResNet-8 B", "ResNet-8 C"]
     params = {k: int(v["params"]) for k, v in table.items()}
@@ -379,6 +391,7 @@ def test_shortcuts_report(tiny_data, tmp_path):
     for name, r in table.items():
         assert errors[name] == last(out / "runs" / r["run_dir"], "test_error")
     report = (out / "report.md").read_text()
+    assert_monitor_lines(report, [(name, out / "runs" / r["run_dir"]) for name, r in table.items()])
     assert md_table(report, "net") == [
         [name, f"{params[name] / 1e6:.3f}M", pct(r["train_error"]), pct(r["test_error"])]
         for name, r in table.items()]

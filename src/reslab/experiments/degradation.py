@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from reslab.analysis.monitor import findings, read_monitor
-from reslab.experiments.report import md_table, percent, plot_error_panels
+from reslab.experiments.report import (MONITOR_HEADING, md_table, monitor_lines, percent,
+                                      plot_error_panels)
 from reslab.experiments.runs import NetResult, Setup, check_depths, net_result
-from reslab.train.rundir import read_metrics
 
 FAMILIES = {"plain": "plain", "resnet": "ResNet"}
 
@@ -96,50 +95,6 @@ def claims(results: Sequence[NetResult]) -> list[str]:
     return sentences
 
 
-def monitor_lines(results: Sequence[NetResult]) -> list[str]:
-    """One line per run on its training monitors (when it recorded any).
-
-    Args:
-        results: The trained nets (their run folders' ``monitor.csv`` and ``metrics.csv``).
-
-    Returns:
-        One sentence per run with monitor rows; runs without any are left out.
-    """
-    lines = []
-    for r in results:
-        found = findings(read_monitor(r.run_dir / "monitor.csv"))
-        if found is None:
-            continue
-        ratio = (f"{len(found.off_ratio)} layers with an update/weight ratio outside "
-                 f"[1e-4, 1e-2] (e.g. {found.off_ratio[0][0]} {found.off_ratio[0][1]:.1e})"
-                 if found.off_ratio else "every update/weight ratio within [1e-4, 1e-2]")
-        acts = ("activation std collapses with depth" if found.collapsed
-                else "no activation collapse with depth")
-        lrs = logged_lrs(r.run_dir)
-        before = [lr for it, lr in lrs if it <= found.iteration]
-        at = f"iteration {found.iteration}"
-        if before:  # the ratio scales with the lr; the ~1e-3 rule is meant for the initial one
-            lr, initial = before[-1], lrs[0][1]
-            share = f", 1/{initial / lr:.3g} of the initial {initial:g}" if lr < initial else ""
-            at += f" (lr {lr:g}{share})"
-        lines.append(f"{r.label} at {at}: {ratio}; {acts} (first "
-                     f"layers {found.first_std:.3g}, last layers {found.last_std:.3g}).")
-    return lines
-
-
-def logged_lrs(run_dir: Path) -> list[tuple[int, float]]:
-    """``(iteration, lr)`` of each row of the run's metrics.csv that logged the lr.
-
-    Args:
-        run_dir: The run folder.
-
-    Returns:
-        The pairs, in file order.
-    """
-    return [(int(row["iteration"]), float(row["lr"]))
-            for row in read_metrics(run_dir / "metrics.csv") if row.get("lr")]
-
-
 def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
     """Write the degradation report, its figure and its CSV.
 
@@ -174,8 +129,7 @@ def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
                "higher training error, the deeper ResNets lower (up to 110 layers; "
                "ResNet-1202 trains as well but tests worse).")
     report.bullets("What the numbers show", claims(results))
-    report.bullets("Training monitors (course notes: update/weight ratio near 1e-3, no "
-                   "activation collapse)", monitor_lines(results))
+    report.bullets(MONITOR_HEADING, monitor_lines([(r.label, r.run_dir) for r in results]))
     report.add("Complexity of each net: `reslab summary --compare "
                + " ".join(f"{r.family}{r.depth}" for r in results) + "`.")
     report.table_csv("degradation.csv", [r.csv_row() for r in results])

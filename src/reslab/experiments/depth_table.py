@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reslab.errors import ReslabError
-from reslab.experiments.report import md_table, percent, write_csv
+from reslab.experiments.report import MONITOR_HEADING, md_table, monitor_lines, percent, write_csv
 from reslab.experiments.runs import NetResult, Setup, check_depths, net_result
 
 # Table 6 of the paper (CIFAR-10 test error %, params); ResNet-110: best of 5 (mean 6.61±0.16).
@@ -114,6 +114,8 @@ def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
           percent(r["mean"]) + (f" ± {percent(r['std'])}" if r["std"] is not None else ""),
           percent(r["best"]), *PAPER_TABLE6.get(r["depth"], ("–", "–"))] for r in rows]))
     report.bullets("What the numbers show", claims(rows))
+    report.bullets(MONITOR_HEADING, monitor_lines([(f"{r.label} ({r.run_dir.name})", r.run_dir)
+                                                   for r in results]))
     report.add("Complexity of each net: `reslab summary --compare "
                + " ".join(f"resnet{r['depth']}" for r in rows) + "`.")
     write_csv(setup.out / "depth_table_summary.csv", [

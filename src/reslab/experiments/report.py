@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reslab.analysis.monitor import findings, read_monitor
 from reslab.io import atomic_save_bytes, atomic_write
 from reslab.plots import curve, figure_png, pyplot
 from reslab.train.rundir import read_metrics
@@ -257,3 +258,53 @@ def markdown_to_html(text: str) -> str:
         else:
             out.append(f"<p>{_inline(' '.join(lines))}</p>")
     return "\n".join(out) + "\n"
+
+
+MONITOR_HEADING = ("Training monitors (course notes: update/weight ratio near 1e-3, no activation "
+                   "collapse)")
+
+
+def monitor_lines(runs: Sequence[tuple[str, Path]]) -> list[str]:
+    """One line per run on its training monitors (when it recorded any), for the section
+    headed :data:`MONITOR_HEADING`.
+
+    Args:
+        runs: ``(name in the report, run folder)``; the folders' ``monitor.csv`` and
+            ``metrics.csv`` are read.
+
+    Returns:
+        One sentence per run with monitor rows; runs without any are left out.
+    """
+    lines = []
+    for name, run_dir in runs:
+        found = findings(read_monitor(run_dir / "monitor.csv"))
+        if found is None:
+            continue
+        ratio = (f"{len(found.off_ratio)} layers with an update/weight ratio outside "
+                 f"[1e-4, 1e-2] (e.g. {found.off_ratio[0][0]} {found.off_ratio[0][1]:.1e})"
+                 if found.off_ratio else "every update/weight ratio within [1e-4, 1e-2]")
+        acts = ("activation std collapses with depth" if found.collapsed
+                else "no activation collapse with depth")
+        lrs = logged_lrs(run_dir)
+        before = [lr for it, lr in lrs if it <= found.iteration]
+        at = f"iteration {found.iteration}"
+        if before:  # the ratio scales with the lr; the ~1e-3 rule is meant for the initial one
+            lr, initial = before[-1], lrs[0][1]
+            share = f", 1/{initial / lr:.3g} of the initial {initial:g}" if lr < initial else ""
+            at += f" (lr {lr:g}{share})"
+        lines.append(f"{name} at {at}: {ratio}; {acts} (first "
+                     f"layers {found.first_std:.3g}, last layers {found.last_std:.3g}).")
+    return lines
+
+
+def logged_lrs(run_dir: Path) -> list[tuple[int, float]]:
+    """``(iteration, lr)`` of each row of the run's metrics.csv that logged the lr.
+
+    Args:
+        run_dir: The run folder.
+
+    Returns:
+        The pairs, in file order.
+    """
+    return [(int(row["iteration"]), float(row["lr"]))
+            for row in read_metrics(run_dir / "metrics.csv") if row.get("lr")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from reslab.experiments.report import md_table, percent
+from reslab.experiments.report import MONITOR_HEADING, md_table, monitor_lines, percent
 from reslab.experiments.runs import NetResult, Setup, check_depths, net_result
 
 OPTIONS = ("A", "B", "C")
@@ -94,5 +94,6 @@ def write_report(setup: Setup, results: Sequence[NetResult]) -> Path:
     report.add("The paper (ImageNet ResNet-34, Table 3, top-1/top-5 10-crop val error): plain "
                "28.54/10.02; A 25.03/7.76; B 24.52/7.46; C 24.19/7.40.")
     report.bullets("What the numbers show", claims(results))
+    report.bullets(MONITOR_HEADING, monitor_lines([(r.label, r.run_dir) for r in results]))
     report.table_csv("shortcuts.csv", [r.csv_row() for r in results])
     return report.save()
