@@ -232,3 +232,60 @@ def write_imagenet_archives(folder: Path, train: dict[str, list[torch.Tensor]],
         "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt": truth.encode(),
     })  # fmt: skip
     return expected
+
+
+def matlab_mat(variables: dict[str, object], *, order: str = "<", chars: str = "utf-16") -> bytes:
+    """An uncompressed level-5 MAT-file laid out as MATLAB itself writes one, unlike SciPy: a
+    double array is stored in the smallest integer type that holds its values (miUINT8,
+    miUINT16; the array flags keep mxDOUBLE_CLASS), names and other data of 4 bytes or less use
+    the small data element format, char data is miUINT16 (``chars="utf-16"``) or miUTF8
+    (``"utf-8"``), in either byte order (``order`` "<" or ">").
+
+    Args:
+        variables: Name to value: a float or list of floats (a 1 x N double array), a str
+            (a 1 x N char array), or a list of dicts with the same keys (an N x 1 struct array).
+        order: The byte order.
+        chars: How char data is encoded.
+
+    Returns:
+        The file's bytes.
+    """
+
+    def element(kind: int, data: bytes) -> bytes:
+        if 0 < len(data) <= 4:
+            return struct.pack(order + "I", len(data) << 16 | kind) + data.ljust(4, b"\0")
+        return struct.pack(order + "II", kind, len(data)) + data + b"\0" * (-len(data) % 8)
+
+    def matrix(value: object, name: str = "") -> bytes:
+        if isinstance(value, str):
+            if chars == "utf-8":
+                klass, dims, body = 4, (1, len(value)), element(16, value.encode("utf-8"))
+            else:
+                text = value.encode("utf-16-le" if order == "<" else "utf-16-be")
+                klass, dims, body = 4, (1, len(value)), element(4, text)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            fields = list(value[0])
+            names = b"".join(f.encode().ljust(32, b"\0") for f in fields)
+            body = element(5, struct.pack(order + "i", 32)) + element(1, names)
+            body += b"".join(matrix(item[f]) for item in value for f in fields)
+            klass, dims = 2, (len(value), 1)
+        else:
+            numbers = [float(v) for v in (value if isinstance(value, list) else [value])]
+            if all(v.is_integer() and 0 <= v <= 255 for v in numbers):
+                code, kind = "B", 2  # miUINT8
+            elif all(v.is_integer() and 0 <= v <= 65535 for v in numbers):
+                code, kind = "H", 4  # miUINT16
+            else:
+                code, kind = "d", 9  # miDOUBLE
+            cast = float if code == "d" else int
+            data = struct.pack(f"{order}{len(numbers)}{code}", *map(cast, numbers))
+            klass, dims, body = 6, (1, len(numbers)), element(kind, data)
+        content = (element(6, struct.pack(order + "II", klass, 0))
+                   + element(5, struct.pack(f"{order}{len(dims)}i", *dims))
+                   + element(1, name.encode()) + body)  # fmt: skip
+        return struct.pack(order + "II", 14, len(content)) + content
+
+    text = b"MATLAB 5.0 MAT-file, written as MATLAB writes it, for the tests".ljust(116, b" ")
+    header = text + b"\0" * 8 + struct.pack(order + "H", 0x0100) + (b"IM" if order == "<" else
+                                                                     b"MI")  # fmt: skip
+    return header + b"".join(matrix(value, name) for name, value in variables.items())

@@ -14,8 +14,8 @@ from reslab.data import get_dataset, imagenet_archives
 from reslab.data.imagenet import read_devkit
 from reslab.data.matfile import loadmat, parse
 from reslab.errors import ReslabError
-from tests.data.formats import (devkit_meta_mat, make_tar, random_images, tar_bytes,
-                                write_imagenet_archives)  # fmt: skip
+from tests.data.formats import (devkit_meta_mat, make_tar, matlab_mat, random_images,
+                                tar_bytes, write_imagenet_archives)  # fmt: skip
 
 WNIDS = ["n01440764", "n01443537", "n09999999"]
 
@@ -46,6 +46,36 @@ def test_matfile_reads_what_scipy_writes(compressed):
     assert got["matrix"] == [0, 3, 1, 4, 2, 5]  # column-major, as MATLAB stores it
     assert got["scalar"] == 4.25 and got["unsigned"] == 65535 and got["empty_text"] == ""
 
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("chars", ["utf-16", "utf-8"])
+def test_matfile_reads_what_matlab_writes(order, chars):
+    """MATLAB stores a double array in the smallest integer type that holds its values (the
+    array flags keep the double class), writes small data elements, and char data as miUINT16
+    or miUTF8, in either byte order: doubles still read as floats."""
+    data = matlab_mat({"ids": [1, 300], "id": 7, "x": 2.5, "name": "Zoë", "none": [],
+                       "s": [{"n": 1000, "w": "n01440764"}, {"n": 0, "w": ""}]},
+                      order=order, chars=chars)  # fmt: skip
+    got = parse(data, "m.mat")
+    assert got == {"ids": [1.0, 300.0], "id": 7.0, "x": 2.5, "name": "Zoë", "none": [],
+                   "s": [{"n": 1000.0, "w": "n01440764"}, {"n": 0.0, "w": ""}]}  # fmt: skip
+    numbers = [*got["ids"], got["id"], got["s"][0]["n"], got["s"][1]["n"]]
+    assert all(type(number) is float for number in numbers)
+
+
+def test_devkit_meta_mat_as_matlab_writes_it(tmp_path):
+    """The real devkit's meta.mat comes from MATLAB: its ILSVRC2012_IDs (doubles) are stored as
+    miUINT8/miUINT16 integers."""
+    synsets = [{"ILSVRC2012_ID": number, "WNID": wnid, "num_children": len(children),
+                "children": children} for number, wnid, children in
+               [(1, WNIDS[1], []), (300, WNIDS[0], []), (1001, "n00001740", [1, 300])]]  # fmt: skip
+    devkit = make_tar(tmp_path / "ILSVRC2012_devkit_t12.tar.gz", {
+        "ILSVRC2012_devkit_t12/data/meta.mat": matlab_mat({"synsets": synsets}),
+        "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt": b"300\n1\n",
+    })  # fmt: skip
+    assert read_devkit(devkit) == {"ILSVRC2012_val_00000001": WNIDS[0],
+                                   "ILSVRC2012_val_00000002": WNIDS[1]}  # fmt: skip
 
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda data: b"MATLAB 7.3 MAT-file" + data[19:], r"7\.3 \(HDF5\)"),

@@ -9,7 +9,8 @@ byte count) and its bytes, or a "small" element packing both into 8 bytes. A var
 Only what a devkit holds is read: struct arrays, cell arrays, char arrays and real numeric
 arrays. Values come back as plain Python: a struct array is a list of dicts (MATLAB's
 column-major order), a cell array a list, a char array a string (a list of strings when it has
-several rows), a numeric array a list of numbers (a bare number when it has one element).
+several rows), a numeric array a list of numbers (a bare number when it has one element) of its
+class: floats for double and single arrays, however the file stores them.
 Sparse, complex, object and function arrays, and ``-v7.3`` files (HDF5), are refused.
 """
 
@@ -29,9 +30,12 @@ _NUMERIC_ELEMENT = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4
                     12: "i8", 13: "u8"}  # fmt: skip
 MI_INT8, MI_UINT8, MI_UINT16 = 1, 2, 4
 MI_MATRIX, MI_COMPRESSED, MI_UTF8, MI_UTF16, MI_UTF32 = 14, 15, 16, 17, 18
-# Array classes (mxCELL_CLASS ...): cells, structs, chars; 6..15 are the numeric classes.
+# Array classes (mxCELL_CLASS ...): cells, structs, chars; 6..15 are the numeric classes, as
+# numpy dtype codes. MATLAB stores numbers in the smallest element type that holds them (a double
+# array of small whole numbers as miUINT8): the class, not the element type, is the value's type.
 MX_CELL, MX_STRUCT, MX_CHAR = 1, 2, 4
-_NUMERIC_CLASSES = range(6, 16)
+_NUMERIC_CLASSES = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 13: "u4",
+                    14: "i8", 15: "u8"}  # fmt: skip
 _COMPLEX_FLAG = 0x0800
 
 
@@ -159,7 +163,7 @@ def _matrix(payload: bytes, order: str, source: str) -> object:
         values = parts.numbers("numeric data")
         if values.size != count:
             raise ReslabError(f"{source}: {values.size} values for dimensions {dims}")
-        numbers = values.tolist()
+        numbers = values.astype(_NUMERIC_CLASSES[array_class]).tolist()
         return numbers[0] if count == 1 else numbers
     raise ReslabError(f"{source}: array class {array_class} is not read (only cell, struct, "
                       "char and numeric arrays are)")  # fmt: skip
