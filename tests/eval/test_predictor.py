@@ -70,6 +70,23 @@ def test_images_are_predicted_a_batch_at_a_time(checkpoint, batch_size, monkeypa
     assert most < batch_size + 4  # at most one batch and the largest given tensor
 
 
+def test_a_tensor_of_many_images_is_preprocessed_a_batch_at_a_time(checkpoint, monkeypatch):
+    """One uint8 tensor of N images is converted to float, moved to the device and resized a
+    batch at a time too, not all N at once: its float copy is N times 4 bytes per pixel."""
+    predictor = reslab.load(checkpoint)
+    images = torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8)
+    expected = predictor.model(predictor.preprocess(images)).softmax(1)
+    sizes = []
+    forward = predictor.preprocessing.forward
+
+    def counting_forward(x):
+        sizes.append(len(x))
+        return forward(x)
+
+    monkeypatch.setattr(predictor.preprocessing, "forward", counting_forward)
+    torch.testing.assert_close(predictor(images, batch_size=4), expected)
+    assert sizes == [4, 4, 1]
+
 def test_pil_images_and_files_of_any_size_and_mode(checkpoint, tmp_path):
     predictor = reslab.load(checkpoint)
     rgb = Image.fromarray(torch.randint(0, 256, (40, 56, 3), dtype=torch.uint8).numpy())

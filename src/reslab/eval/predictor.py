@@ -264,17 +264,20 @@ class Predictor:
             raise ReslabError("no images given")
         return torch.cat(parts)
 
-    def _preprocessed(self, images: Images) -> Iterator[Tensor]:
-        """:meth:`preprocess`, one decoded file or given tensor at a time."""
+    def _preprocessed(self, images: Images, batch_size: int | None = None) -> Iterator[Tensor]:
+        """:meth:`preprocess`, one decoded file or given tensor at a time (a given tensor in
+        parts of at most ``batch_size`` images, when given)."""
         for batch in uint8_batches(images, channels=self.in_channels):
-            yield self.preprocessing(TF.to_dtype(batch.to(self.device), torch.float32, scale=True))
+            for part in batch.split(batch_size) if batch_size else (batch,):
+                yield self.preprocessing(TF.to_dtype(part.to(self.device), torch.float32,
+                                                     scale=True))  # fmt: skip
 
     def _batches(self, images: Images, batch_size: int) -> Iterator[Tensor]:
         """The preprocessed images in batches of ``batch_size`` (the last one smaller), so that
         no more than about one batch is held at a time, however many images there are."""
         pending: list[Tensor] = []
         held = 0
-        for part in self._preprocessed(images):  # part: float [n, C, H, W]
+        for part in self._preprocessed(images, batch_size):  # part: float [n, C, H, W]
             pending.append(part)
             held += len(part)
             if held >= batch_size:
