@@ -154,7 +154,7 @@ def test_archives_are_checked_against_the_official_md5(archives, tmp_path, monke
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "ILSVRC2012_img_train.tar: MD5 " in err and "is not the official" in err
+    assert "ILSVRC2012_devkit_t12.tar.gz: MD5 " in err and "is not the official" in err  # first
     assert not (tmp_path / "imagenet" / "train").exists()
     official = {name: hashlib.md5((folder / name).read_bytes()).hexdigest()
                 for name in imagenet_archives.OFFICIAL_MD5}  # fmt: skip
@@ -274,3 +274,22 @@ def test_validation_archive_needs_the_devkit(archives, tmp_path, capsys):
     argv = ["data", "get", "imagenet", "--archives", str(folder), "--data-dir", str(tmp_path)]
     assert main(argv) == 2
     assert "ILSVRC2012_img_val.tar needs ILSVRC2012_devkit_t12.tar.gz" in capsys.readouterr().err
+
+
+def test_everything_is_checked_before_anything_is_unpacked(archives, tmp_path, capsys):
+    """A devkit that cannot be read stops the command before the training archive (hours for
+    the real one) is touched; a val/ already there needs no devkit to unpack train/."""
+    folder, expected = archives
+    devkit = folder / "ILSVRC2012_devkit_t12.tar.gz"
+    devkit.write_bytes(devkit.read_bytes()[:100])
+    argv = ["data", "get", "imagenet", "--archives", str(folder), "--data-dir", str(tmp_path),
+            "--skip-md5"]  # fmt: skip
+    assert main(argv) == 2
+    assert "ILSVRC2012_devkit_t12.tar.gz: cannot read the archive" in capsys.readouterr().err
+    assert not (tmp_path / "imagenet").exists() or not any((tmp_path / "imagenet").iterdir())
+    devkit.unlink()
+    (tmp_path / "imagenet" / "val").mkdir(parents=True)
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f"val: {tmp_path / 'imagenet' / 'val'} is already there (remove it to unpack again)",
+        f"train: 6 images unpacked into {tmp_path / 'imagenet' / 'train'}"]

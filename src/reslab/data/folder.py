@@ -4,11 +4,11 @@ Non-image and unreadable files are **skipped and counted at scan time** (and
 :func:`reslab.data.get_dataset` warns once per split, :func:`warn_skipped`): a file counts as an
 image when its extension is one of :data:`IMAGE_EXTENSIONS` (those of torchvision's
 ImageFolder) and its first bytes are the signature of one of :data:`FORMATS` (so ``README.txt``,
-``.DS_Store``, empty or unreadable files never reach the training loop). An image whose body is damaged past its
-header raises :class:`ReslabError` naming the file when it is decoded; ``reslab data verify``
-decodes every image to find such files before training, and fails on a skipped file named as an
-image (:func:`damaged_images`). A class folder with no images is an error (its label would
-silently never occur).
+``.DS_Store``, empty or unreadable files never reach the training loop). An image whose body is
+damaged past its header raises :class:`ReslabError` naming the file when it is decoded;
+``reslab data verify`` decodes every image to find such files before training, and fails on a
+skipped file named as an image (:func:`damaged_images`). A class folder with no images is an
+error (its label would silently never occur).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def _class_wnids(synsets: object, source: str) -> dict[int, str]:
             number, wnid, children = synset["ILSVRC2012_ID"], synset["WNID"], synset["num_children"]
         except KeyError as exc:
             raise ReslabError(f"{source}: synsets have no field {exc}") from None
-        if children == 0 and isinstance(number, float) and 1 <= number <= NUM_CLASSES:
+        if children == 0 and isinstance(number, (int, float)) and 1 <= number <= NUM_CLASSES:
             if not isinstance(wnid, str) or not WNID.fullmatch(wnid):
                 raise ReslabError(f"{source}: synset {number:g} has WNID {wnid!r}")
             wnids[int(number)] = wnid

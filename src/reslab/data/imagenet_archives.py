@@ -159,14 +159,17 @@ def prepare(archives: str | os.PathLike, root: str | os.PathLike | None, *,
         root: The data dir (created if missing); None for the default. The splits go where
             the other commands look for ImageNet (an existing ``imagenet/`` folder, else
             ``<data dir>/imagenet/``).
-        check_md5: Compare each archive used with its official MD5 first.
+        check_md5: Compare each archive to unpack (and the devkit, for val) with its
+            official MD5. These checks and the reading of the devkit come before any
+            unpacking, so a bad file stops the command before hours of work.
 
     Returns:
         The ImageNet folder and one line per split on what was done.
 
     Raises:
-        ReslabError: The folder holds neither image archive, the validation archive comes
-            without the devkit, an MD5 differs, or an archive cannot be unpacked.
+        ReslabError: The folder holds neither image archive, the validation archive to unpack
+            comes without the devkit, an MD5 differs, the devkit cannot be read, or an archive
+            cannot be unpacked.
     """
     archives = Path(archives)
     if not archives.is_dir():
@@ -174,24 +177,31 @@ def prepare(archives: str | os.PathLike, root: str | os.PathLike | None, *,
     train, val, devkit = (archives / name for name in (TRAIN_ARCHIVE, VAL_ARCHIVE, DEVKIT_ARCHIVE))
     if not train.is_file() and not val.is_file():
         raise ReslabError(f"{archives} holds neither {TRAIN_ARCHIVE} nor {VAL_ARCHIVE}")
-    if val.is_file() and not devkit.is_file():
-        raise ReslabError(f"{archives}: {VAL_ARCHIVE} needs {DEVKIT_ARCHIVE} (its ground truth) "
-                          "beside it")  # fmt: skip
     info = DATASETS["imagenet"]
     base = find(info, data_root(root, create=True)) or data_root(root) / info.folder
-    done = []
+    done, todo = [], {}
     for split, archive in (("train", train), ("val", val)):
         if not archive.is_file():
             continue
         if (base / split).exists():
             done.append(f"{split}: {base / split} is already there (remove it to unpack again)")
-            continue
-        for checked in (archive, devkit) if split == "val" else (archive,):
-            if check_md5:
-                _check_md5(checked)
-        if split == "train":
-            count = unpack_train(archive, base / split)
         else:
-            count = unpack_val(archive, read_devkit(devkit), base / split)
+            todo[split] = archive
+    if "val" in todo and not devkit.is_file():
+        raise ReslabError(f"{archives}: {VAL_ARCHIVE} needs {DEVKIT_ARCHIVE} (its ground truth) "
+                          "beside it")  # fmt: skip
+    # Everything is checked before anything is unpacked (the training archive takes hours):
+    # the small files first.
+    if check_md5:
+        for archive in ([devkit] if "val" in todo else []) + sorted(todo.values(), key=_size):
+            _check_md5(archive)
+    labels = read_devkit(devkit) if "val" in todo else {}
+    for split, archive in todo.items():
+        count = (unpack_train(archive, base / split) if split == "train"
+                 else unpack_val(archive, labels, base / split))  # fmt: skip
         done.append(f"{split}: {count:,} images unpacked into {base / split}")
     return base, done
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
