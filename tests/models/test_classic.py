@@ -141,3 +141,13 @@ def test_output_size_matches_torch_and_rejects_a_window_that_does_not_fit():
     with pytest.raises(ReslabError, match="does not fit"):
         output_size(3, 11, 4, 2, ceil=True)
     assert output_size(5, 5) == 1 and output_size(3, 5, padding=1) == 1
+
+
+def test_alexnet_local_response_norm_is_the_papers_formula():
+    """Krizhevsky et al. Sec. 3.3: b = a / (k + alpha * sum of a^2 over the n = 5 channels
+    centred on it)^beta with k = 2, alpha = 1e-4, beta = 0.75 (no division by n)."""
+    norm = reslab.create_model("alexnet").features.norm1
+    a = torch.randn(1, 7, 2, 2) * 30
+    squares = torch.nn.functional.pad(a.pow(2), (0, 0, 0, 0, 2, 2))  # channel padding
+    window = sum(squares[:, c:c + 7] for c in range(5))  # [1, 7, 2, 2], channels c-2..c+2
+    torch.testing.assert_close(norm(a), a / (2 + 1e-4 * window).pow(0.75))

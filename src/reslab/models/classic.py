@@ -130,8 +130,9 @@ def conv_trunk(
         if row.pool:
             layers[f"pool{i}"] = nn.MaxPool2d(row.pool, stride=2, ceil_mode=ceil_mode)
             size = output_size(size, row.pool, 2, ceil=ceil_mode)
-        if row.norm:  # AlexNet Sec. 3.3: k=2, n=5, alpha=1e-4, beta=0.75
-            layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        if row.norm:  # AlexNet Sec. 3.3: a / (k + alpha * sum over n channels of a^2)^beta,
+            # k=2, n=5, alpha=1e-4, beta=0.75; PyTorch divides its alpha by n, so it gets n * alpha
+            layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=5 * 1e-4, beta=0.75, k=2.0)
     return nn.Sequential(layers), channels * size * size
 
 
