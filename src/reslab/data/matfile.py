@@ -148,15 +148,15 @@ def _matrix(payload: bytes, order: str, source: str) -> object:
         if width.size != 1 or width[0] <= 0 or len(names) % int(width[0]):
             raise ReslabError(f"{source}: field names do not fit their length")
         step = int(width[0])
-        fields = [names[i:i + step].split(b"\0", 1)[0].decode("latin-1")
-                  for i in range(0, len(names), step)]  # fmt: skip
+        fields = _unique([names[i:i + step].split(b"\0", 1)[0].decode("latin-1")
+                          for i in range(0, len(names), step)])  # fmt: skip
         return [{field: _next_matrix(parts, order, f"{source}.{field}") for field in fields}
                 for _ in range(count)]  # fmt: skip
     if array_class == MX_CHAR:
         if count == 0:
             return ""
-        kind, data = parts.next()
-        return _char_array(_text(kind, data, order, source), dims)
+        kind, data = parts.next()  # fewer characters than the dimensions: blanks, as SciPy
+        return _char_array(_text(kind, data, order, source).ljust(count), dims)
     if array_class in _NUMERIC_CLASSES:
         if int(flags[0]) & _COMPLEX_FLAG:
             raise ReslabError(f"{source}: complex numbers are not read")
@@ -167,6 +167,18 @@ def _matrix(payload: bytes, order: str, source: str) -> object:
         return numbers[0] if count == 1 else numbers
     raise ReslabError(f"{source}: array class {array_class} is not read (only cell, struct, "
                       "char and numeric arrays are)")  # fmt: skip
+
+
+def _unique(fields: list[str]) -> list[str]:
+    """Field names made unique as SciPy makes them: a name truncated to the same text as an
+    earlier one (MATLAB cuts long names) becomes ``_1_<name>``, ``_2_<name>``, ..."""
+    seen: dict[str, int] = {}
+    unique = []
+    for field in fields:
+        repeats = seen.get(field, 0)
+        seen[field] = repeats + 1
+        unique.append(f"_{repeats}_{field}" if repeats else field)
+    return unique
 
 
 def _next_matrix(parts: _Elements, order: str, source: str) -> object:
@@ -213,12 +225,14 @@ def parse(data: bytes, source: str) -> dict[str, object]:
     """
     if len(data) < HEADER_SIZE or not data.startswith(b"MATLAB"):
         raise ReslabError(f"{source}: not a MAT-file (no 'MATLAB' header)")
-    if data.startswith(b"MATLAB 7.3"):
-        raise ReslabError(f"{source}: a MATLAB 7.3 (HDF5) MAT-file; save it with -v7 to be read")
     marks = {b"IM": "<", b"MI": ">"}
     order = marks.get(data[126:128])
-    if order is None:
-        raise ReslabError(f"{source}: not a level-5 MAT-file (endian mark {data[126:128]!r})")
+    version = data[124:126] if order == ">" else data[125:123:-1]  # big-endian bytes
+    if data.startswith(b"MATLAB 7.3") or version == b"\x02\x00":
+        raise ReslabError(f"{source}: a MATLAB 7.3 (HDF5) MAT-file; save it with -v7 to be read")
+    if order is None or version != b"\x01\x00":
+        raise ReslabError(f"{source}: not a level-5 MAT-file (version {version.hex()}, endian "
+                          f"mark {data[126:128]!r})")  # fmt: skip
     variables: dict[str, object] = {}
     elements = _Elements(data[HEADER_SIZE:], order, source, padded=False)
     while elements.more():
