@@ -4,6 +4,7 @@
 import hashlib
 import io
 import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -266,6 +267,16 @@ def test_validation_images_must_match_the_ground_truth(archives, tmp_path):
         imagenet_archives.unpack_val(archive, {**labels, "ILSVRC2012_val_00000006": WNIDS[0]},
                                      tmp_path / "val")  # fmt: skip
     assert not (tmp_path / "val").exists()
+    twice = make_tar(tmp_path / "twice.tar", {"ILSVRC2012_val_00000001.JPEG": b"a"},
+                     compression="")  # fmt: skip
+    with tarfile.open(twice, "a") as tar:  # the same name again, in place of image 2
+        info = tarfile.TarInfo("ILSVRC2012_val_00000001.JPEG")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"b"))
+    with pytest.raises(ReslabError, match=r"ILSVRC2012_val_00000001.JPEG is in the archive twice"):
+        imagenet_archives.unpack_val(twice, {"ILSVRC2012_val_00000001": WNIDS[0],
+                                             "ILSVRC2012_val_00000002": WNIDS[1]},
+                                     tmp_path / "val")  # fmt: skip
     del labels["ILSVRC2012_val_00000003"]
     with pytest.raises(ReslabError, match=r"ILSVRC2012_val_00000003.JPEG has no ground truth"):
         imagenet_archives.unpack_val(archive, labels, tmp_path / "val")

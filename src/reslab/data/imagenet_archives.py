@@ -120,8 +120,9 @@ def unpack_val(archive: Path, labels: dict[str, str], dest: Path) -> int:
         The number of images unpacked.
 
     Raises:
-        ReslabError: An image without ground truth, a count that differs from the ground
-            truth's, a member that is not a plain file, or a damaged archive.
+        ReslabError: An image without ground truth or twice in the archive, a count that
+            differs from the ground truth's, a member that is not a plain file, or a damaged
+            archive.
     """
     staging = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -136,6 +137,8 @@ def unpack_val(archive: Path, labels: dict[str, str], dest: Path) -> int:
                 wnid = labels.get(PurePosixPath(name).stem)
                 if wnid is None:
                     raise ReslabError(f"{archive}: {name} has no ground truth in the devkit")
+                if (staging / wnid / name).exists():  # would hide a missing image in the count
+                    raise ReslabError(f"{archive}: {name} is in the archive twice")
                 (staging / wnid).mkdir(exist_ok=True)
                 _copy_member(tar, member, staging / wnid / name)
                 images += 1
