@@ -45,7 +45,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from reslab.data.folder import open_image_header, pil_to_uint8
-from reslab.errors import ReslabError, check_positive, choices_hint
+from reslab.errors import ReslabError, check_positive
 from reslab.models import create_model, model_info, state_shapes
 from reslab.runtime import select_device
 from reslab.train.checkpoint import (
@@ -151,7 +151,7 @@ def match_channels(x: Tensor, channels: int) -> Tensor:
         return TF.rgb_to_grayscale(x)
     if (have, channels) == (1, 3):
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:])
-    layout = (f" (a [H, W, C] tensor? permute it to [C, H, W])"
+    layout = (" (a [H, W, C] tensor? permute it to [C, H, W])"
               if x.shape[-1] in (1, 3) and have not in (1, 3) else "")
     raise ReslabError(f"cannot convert {have}-channel images to the model's {channels} "
                       f"channels{layout}")
