@@ -212,7 +212,7 @@ def test_interrupted_training_unpack_goes_on_from_the_last_whole_class(archives,
                                                                        monkeypatch):  # fmt: skip
     folder, expected = archives
     calls, failures = [], [4]  # the disk fills at the second image of the second class
-    copy = imagenet_archives._copy_member
+    copy = imagenet_archives.copy_member
 
     def failing_copy(tar, member, target):
         calls.append(member.name)
@@ -221,7 +221,7 @@ def test_interrupted_training_unpack_goes_on_from_the_last_whole_class(archives,
             raise OSError(28, "No space left on device")
         copy(tar, member, target)
 
-    monkeypatch.setattr(imagenet_archives, "_copy_member", failing_copy)
+    monkeypatch.setattr(imagenet_archives, "copy_member", failing_copy)
     base = tmp_path / "imagenet"
     with pytest.raises(ReslabError, match="No space left on device.*go on from the last whole"):
         imagenet_archives.unpack_train(folder / "ILSVRC2012_img_train.tar", base / "train")

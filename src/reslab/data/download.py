@@ -31,6 +31,7 @@ from reslab.io import atomic_write
 URL_SCHEMES = ("https", "http", "ftp", "file")  # what urllib.request opens
 
 CHUNK = 1 << 20
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)  # a damaged or cut archive
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,18 @@ def _member_path(archive: Path, member: tarfile.TarInfo) -> PurePosixPath:
     return path
 
 
+def copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    """Write a regular-file member of an open archive to ``target``, in chunks.
+
+    Args:
+        tar: The archive (random access or a stream positioned at ``member``).
+        member: A regular file of it.
+        target: The file to write.
+    """
+    with tar.extractfile(member) as src, open(target, "wb") as out:
+        shutil.copyfileobj(src, out, CHUNK)
+
+
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
     """Extract a tar archive (any compression tarfile reads) into ``dest``.
 
@@ -216,12 +229,11 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pa
                         target.mkdir(parents=True, exist_ok=True)
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(member) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, CHUNK)
+                    copy_member(tar, member, target)
                 for top in tops:
                     os.replace(staging / top, dest / top)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise ReslabError(f"{archive}: cannot extract: {exc}") from exc
     return [dest / top for top in tops]

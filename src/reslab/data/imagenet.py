@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import re
 import tarfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from reslab.data import matfile
+from reslab.data.download import ARCHIVE_ERRORS
 from reslab.data.folder import ImageList, class_folders, scan_tree, split_images
 from reslab.data.registry import DatasetInfo, dataset_dirs
 from reslab.errors import ReslabError
@@ -114,7 +114,7 @@ def _devkit_files(devkit: Path) -> tuple[bytes, bytes]:
                 if handle is None:
                     raise ReslabError(f"{devkit}: {name} is not a file")
                 members[name] = handle.read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise ReslabError(f"{devkit}: cannot read the archive ({exc})") from None
     return tuple(members.values())
 

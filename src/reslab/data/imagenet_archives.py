@@ -20,11 +20,10 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import zlib
 from pathlib import Path, PurePosixPath
 
 from reslab.data.base import progress
-from reslab.data.download import CHUNK, md5_file
+from reslab.data.download import ARCHIVE_ERRORS, copy_member, md5_file
 from reslab.data.imagenet import DEVKIT_ARCHIVE, WNID, find, read_devkit
 from reslab.data.registry import DATASETS, data_root
 from reslab.errors import ReslabError
@@ -36,7 +35,6 @@ OFFICIAL_MD5 = {
     VAL_ARCHIVE: "29b22e2961454d5413ddabcf34fc5622",
     DEVKIT_ARCHIVE: "fa75699e90414af021442c21a62c3abf",
 }
-_UNPACK_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
 
 def _plain_name(archive: str, member: tarfile.TarInfo) -> str:
@@ -47,12 +45,6 @@ def _plain_name(archive: str, member: tarfile.TarInfo) -> str:
     if not member.isfile() or len(path.parts) != 1 or name.startswith((".", "\\")):
         raise ReslabError(f"{archive}: member {name!r} is not a plain file; not extracted")
     return name
-
-
-def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
-    handle = tar.extractfile(member)
-    with handle, open(target, "wb") as out:
-        shutil.copyfileobj(handle, out, CHUNK)
 
 
 def _check_md5(archive: Path) -> None:
@@ -98,10 +90,10 @@ def unpack_train(archive: Path, dest: Path) -> int:
                 with tarfile.open(fileobj=outer.extractfile(member), mode="r|") as inner:
                     for image in inner:
                         name = _plain_name(f"{archive.name}: {member.name}", image)
-                        _copy_member(inner, image, partial / name)
+                        copy_member(inner, image, partial / name)
                         images += 1
                 os.replace(partial, staging / wnid)
-    except _UNPACK_ERRORS as exc:
+    except ARCHIVE_ERRORS as exc:
         raise ReslabError(f"{archive}: cannot unpack ({exc}); run the command again to "
                           "go on from the last whole class") from None  # fmt: skip
     os.replace(staging, dest)
@@ -140,10 +132,10 @@ def unpack_val(archive: Path, labels: dict[str, str], dest: Path) -> int:
                 if (staging / wnid / name).exists():  # would hide a missing image in the count
                     raise ReslabError(f"{archive}: {name} is in the archive twice")
                 (staging / wnid).mkdir(exist_ok=True)
-                _copy_member(tar, member, staging / wnid / name)
+                copy_member(tar, member, staging / wnid / name)
                 images += 1
                 bar.update()
-    except _UNPACK_ERRORS as exc:
+    except ARCHIVE_ERRORS as exc:
         raise ReslabError(f"{archive}: cannot unpack ({exc})") from None
     if images != len(labels):
         raise ReslabError(f"{archive}: {images} images, the devkit's ground truth has "
